@@ -1,0 +1,21 @@
+"""Shared test helpers: where the golden fixtures live and how to load them."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures" / "resshift_reference"
+ROOT = Path(__file__).resolve().parent.parent
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@functools.cache
+def load_npz(name: str) -> dict[str, np.ndarray]:
+    """Load a golden .npz from tests/fixtures/resshift_reference (no pickle)."""
+    with np.load(FIXTURES / name, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
