@@ -20,7 +20,8 @@
 #    the report's literal Euler–Maruyama step ($\alpha(t)\,\Delta t$) only reaches it as $M \to \infty$.
 #
 # **Run time** (measured on 2 CPU cores, cells only; add ~2 s for the kernel start): profile `cpu` (the stored
-# outputs) 5–8 s, profile `smoke` about 4 s. Everything runs on the CPU in float64.
+# outputs) 5–8 s, profile `smoke` about 3 s (the range is the load of the shared machine); `gpu` and `paper` run the
+# `cpu` sizes. Everything runs on the CPU in float64.
 
 # %%
 import math
@@ -30,21 +31,17 @@ import numpy as np
 import torch
 
 from ctlib.diffusion import forward_chain
+from ctlib.profiles import check_profile
 from ctlib.schedule import ResShiftSchedule
 
 # %% tags=["parameters"]
-profile = "cpu"  # "cpu" (the stored run) or "smoke" (fewer samples)
+profile = "cpu"  # "cpu" (the stored run) or "smoke" (10x fewer samples)
 seed = 0
 
 # %%
-sizes = {
-    "cpu": {"n_chain": 200_000, "n_refine": 40_000},
-    "smoke": {"n_chain": 20_000, "n_refine": 5_000},
-}
-if profile not in sizes:
-    raise ValueError(f"profile must be one of {sorted(sizes)}, got {profile!r}")
-n_chain = sizes[profile]["n_chain"]  # samples of the official 15-step chain
-n_refine = sizes[profile]["n_refine"]  # samples per refinement level M
+check_profile(profile)  # smoke, cpu, gpu or paper; only smoke changes anything here
+n_chain = 20_000 if profile == "smoke" else 200_000  # samples of the official 15-step chain
+n_refine = 5_000 if profile == "smoke" else 40_000  # samples per refinement level M
 refine_levels = (1, 2, 4, 16)
 z_tol = 4.0  # a check passes when |empirical - exact| < z_tol standard errors
 
