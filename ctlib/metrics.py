@@ -642,7 +642,7 @@ def _find_backbone(net: str, backbone_path: str | os.PathLike | None) -> Path:
         reason = (
             f"LPIPS ({net}) needs torchvision's ImageNet {arch} weights {path.name} in {path.parent} "
             "(torch.hub.get_dir()/checkpoints; TORCH_HOME moves it), or a path to that file in "
-            "$CTLIB_LPIPS_BACKBONE; it is never downloaded automatically"
+            f"$CTLIB_LPIPS_BACKBONE_{net.upper()} or $CTLIB_LPIPS_BACKBONE; it is never downloaded automatically"
         )
     else:
         reason = f"LPIPS ({net}): {source} points to {path}, which is not a file"
@@ -1040,17 +1040,21 @@ def _piq_lpips_model(
             if wsource == "the torch hub checkpoints folder"
             else f"{wsource} points to {wpath}, which is not a file"
         )
-    try:
-        bpath = _find_backbone("vgg", backbone_path)
-    except _WeightsError as exc:
-        missing.extend(exc.needs)
-        reasons.append(exc.reason)
-        bpath = None
+    bpath, bsource = lpips_backbone_location("vgg", backbone_path)
+    if not bpath.is_file():
+        missing.append((bpath.name, str(bpath.parent)))
+        reasons.append(
+            f"torchvision's ImageNet vgg16 weights {bpath.name} in {bpath.parent}"
+            if bsource == "the torch hub checkpoints folder"
+            else f"{bsource} points to {bpath}, which is not a file"
+        )
     if missing:
         raise _WeightsError(
-            "LPIPS-VGG (piq) needs " + "; and ".join(reasons) + " (never downloaded automatically)", missing
+            "LPIPS-VGG (piq) needs " + "; and ".join(reasons) + " (torch.hub.get_dir()/checkpoints; "
+            "$CTLIB_PIQ_LPIPS_WEIGHTS and $CTLIB_LPIPS_BACKBONE_VGG may point elsewhere); "
+            "nothing is downloaded automatically",
+            missing,
         )
-    assert bpath is not None
 
     def build() -> torch.nn.Module:
         try:
