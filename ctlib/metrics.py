@@ -129,6 +129,7 @@ __all__ = [
     "clear_lpips_cache",
     "haarpsi",
     "ms_ssim",
+    "ms_ssim_min_side",
     "piq_lpips_available",
     "piq_lpips_distance",
     "report_metrics",
