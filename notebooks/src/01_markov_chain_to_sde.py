@@ -19,9 +19,8 @@
 # 3. The chain on $T M$ steps of $\eta(t)$ ($M = 1, 2, 4, 16$) has the SDE marginal at every grid time;
 #    the report's literal Euler–Maruyama step ($\alpha(t)\,\Delta t$) only reaches it as $M \to \infty$.
 #
-# **Run time** (measured on 2 CPU cores, cells only; add ~2 s for the kernel start): profile `cpu` (the stored
-# outputs) 5–8 s, profile `smoke` about 3 s (the range is the load of the shared machine); `gpu` and `paper` run the
-# `cpu` sizes. Everything runs on the CPU in float64.
+# **Run time** (measured on 2 busy CPU cores, cells only; add ~2 s for the kernel start): profile `cpu` (the stored
+# outputs) 4–6 s, profile `smoke` about 3 s; `gpu` and `paper` run the `cpu` sizes. Everything runs on the CPU in float64.
 
 # %%
 import math
@@ -45,7 +44,7 @@ n_refine = 5_000 if profile == "smoke" else 40_000  # samples per refinement lev
 refine_levels = (1, 2, 4, 16)
 z_tol = 4.0  # a check passes when |empirical - exact| < z_tol standard errors
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # the tensors here are small: one thread is fastest, and robust to a busy machine
 dtype = torch.float64
 schedule = ResShiftSchedule()  # official realsr x4 v1: T = 15, kappa = 2
 T, kappa = schedule.T, schedule.kappa

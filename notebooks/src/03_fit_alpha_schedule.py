@@ -11,9 +11,9 @@
 # * compares every candidate with the official levels and with the exact continuous extension
 #   `ResShiftSchedule().eta`, which passes through all of them, and says why the kit uses the latter.
 #
-# **Run time** (measured on 2 shared CPU cores, cells only; add ~2 s for the kernel start): profile `cpu` (the
-# stored outputs) 3–8 s, profile `smoke` 2–6 s; `gpu` and `paper` run the `cpu` computation (there is nothing to
-# accelerate). Nothing here is random; everything is float64.
+# **Run time** (measured on 2 busy CPU cores, cells only; add ~2 s for the kernel start): profile `cpu` (the stored
+# outputs) and profile `smoke` both about 3–4 s (smoke only draws coarser curves); `gpu` and `paper` run the `cpu`
+# computation (there is nothing to accelerate). Nothing here is random; everything is float64.
 
 # %%
 import math
