@@ -1,0 +1,840 @@
+"""The Real-ESRGAN second-order degradation (HR -> LR), batched torch, every draw from a Generator.
+
+This is the synthetic degradation ResShift trains on (Wang et al. 2021, "Real-ESRGAN"; the
+numbers are ResShift's ``realsr_swinunet_realesrgan256.yaml``, REFERENCE.md section 5):
+
+    first order:   blur (one of six Gaussian-family kernels, or a sinc) -> random resize
+                   (up / down / keep; area, bilinear or bicubic) -> Gaussian or Poisson noise
+                   (colour or gray) -> JPEG
+    second order:  (with probability ``second_order_prob``) the same again with its own ranges,
+                   the blur itself applied with probability ``second_blur_prob``; the resize
+                   targets HR/scale * s
+    final:         in a random order (1/2 each), [resize to HR/scale + sinc filter] and JPEG
+    output:        clamp to [0, 1] and round to 8 bit: LR of size (H/scale, W/scale)
+
+Like the official code, some choices are made once per **batch** (resize direction, scale and
+mode; Gaussian vs Poisson noise; whether the second order and its blur run; the final order)
+and the rest once per **image** (blur kernels, noise level, gray-or-colour noise, JPEG quality,
+final sinc). Every random number comes from the ``torch.Generator`` passed in:
+:func:`sample_degradation` draws all the scalars first (a fixed number of draws per batch, so
+the generator's state afterwards does not depend on which branches were taken), then
+:func:`apply_degradation` draws the pixel noise. Same seed, same device -> same output.
+CPU and CUDA generators produce different streams, so a CUDA run does not reproduce a CPU run.
+
+Kernel sizes follow ResShift's code: odd sizes ``3, 5, ..., blur_kernel_size - 2`` drawn
+uniformly, each kernel zero-padded to ``blur_kernel_size`` (21 first order, 15 second order).
+The sinc cut-off is U(pi/3, pi) for sizes below 13 and U(pi/5, pi) otherwise; the final sinc
+uses U(pi/3, pi) with a size from the second-order range, and with probability
+``1 - final_sinc_prob`` is the identity (a centred pulse). Generalized-Gaussian / plateau shape
+``beta`` is U(lo, 1) or U(1, hi) with probability 1/2 each (the official rule).
+
+JPEG. Default ``jpeg_backend="torch"``: a JPEG codec written in torch (YCbCr, 4:2:0 chroma,
+8 x 8 DCT, the standard Annex K tables scaled by the quality factor, rounding), the same
+simulation the official pipeline runs (its ``DiffJPEG(differentiable=False)``). It is batched,
+runs on the GPU, takes a real-valued quality per image and matches libjpeg's error level (a
+test compares it with Pillow). Two documented differences from DiffJPEG: partial 16 x 16
+blocks at the border are padded by edge replication (libjpeg's behaviour; DiffJPEG pads with
+black), and scaled table entries are clamped to >= 1 (as libjpeg does; DiffJPEG divides by zero
+at quality 100). ``jpeg_backend="pillow"`` round-trips every image through Pillow's libjpeg
+instead (CPU, quality rounded to an integer) -- real JPEG, for checking.
+
+Presets: :data:`REALESRGAN_TRAIN` (the official training configuration, the default) and
+:data:`RESSHIFT_TEST` (ResShift's ``degradation_testing_realesrgan.yaml``, used to build its
+ImageNet-Test: first order only, milder ranges; the final resize/sinc/JPEG still runs, with JPEG
+quality in [80, 100] and the final sinc with probability 0.2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "KERNEL_TYPES",
+    "RESIZE_MODES",
+    "DegradationConfig",
+    "REALESRGAN_TRAIN",
+    "RESSHIFT_TEST",
+    "PRESETS",
+    "get_preset",
+    "KernelDraw",
+    "StageParams",
+    "DegradationParams",
+    "gaussian_kernel",
+    "generalized_gaussian_kernel",
+    "plateau_kernel",
+    "sinc_kernel",
+    "pulse_kernel",
+    "filter2d",
+    "add_gaussian_noise",
+    "add_poisson_noise",
+    "rgb_to_gray",
+    "jpeg_compress",
+    "jpeg_compress_pillow",
+    "sample_degradation",
+    "apply_degradation",
+    "degrade",
+]
+
+KERNEL_TYPES: tuple[str, ...] = (
+    "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso",
+)
+RESIZE_MODES: tuple[str, ...] = ("area", "bilinear", "bicubic")
+_RESIZE_TYPES = ("up", "down", "keep")
+_F64 = torch.float64
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """All numbers of the pipeline; field names follow ResShift's / Real-ESRGAN's YAML keys.
+
+    Ranges are ``(low, high)``; noise sigmas are on the 0..255 scale; probabilities of
+    categorical choices are tuples that sum to 1 (``resize_prob`` is up / down / keep).
+    """
+
+    scale: int = 4
+    # ---- first order
+    blur_kernel_size: int = 21
+    kernel_list: tuple[str, ...] = KERNEL_TYPES
+    kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    sinc_prob: float = 0.1
+    blur_sigma: tuple[float, float] = (0.2, 3.0)
+    betag_range: tuple[float, float] = (0.5, 4.0)
+    betap_range: tuple[float, float] = (1.0, 2.0)
+    resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)
+    resize_range: tuple[float, float] = (0.15, 1.5)
+    gaussian_noise_prob: float = 0.5
+    noise_range: tuple[float, float] = (1.0, 30.0)
+    poisson_scale_range: tuple[float, float] = (0.05, 3.0)
+    gray_noise_prob: float = 0.4
+    jpeg_range: tuple[float, float] = (30.0, 95.0)
+    # ---- second order
+    second_order_prob: float = 0.5
+    second_blur_prob: float = 0.8
+    blur_kernel_size2: int = 15
+    kernel_list2: tuple[str, ...] = KERNEL_TYPES
+    kernel_prob2: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    sinc_prob2: float = 0.1
+    blur_sigma2: tuple[float, float] = (0.2, 1.5)
+    betag_range2: tuple[float, float] = (0.5, 4.0)
+    betap_range2: tuple[float, float] = (1.0, 2.0)
+    resize_prob2: tuple[float, float, float] = (0.3, 0.4, 0.3)
+    resize_range2: tuple[float, float] = (0.3, 1.2)
+    gaussian_noise_prob2: float = 0.5
+    noise_range2: tuple[float, float] = (1.0, 25.0)
+    poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
+    gray_noise_prob2: float = 0.4
+    jpeg_range2: tuple[float, float] = (30.0, 95.0)
+    # ---- final stage
+    final_sinc_prob: float = 0.8
+    jpeg_backend: str = "torch"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+            raise ValueError(f"scale must be an integer >= 1, got {self.scale!r}")
+        for name in ("blur_kernel_size", "blur_kernel_size2"):
+            k = getattr(self, name)
+            if isinstance(k, bool) or not isinstance(k, int) or k < 5 or k % 2 == 0:
+                raise ValueError(f"{name} must be an odd integer >= 5, got {k!r}")
+        for names, probs in (("kernel_list", "kernel_prob"), ("kernel_list2", "kernel_prob2")):
+            kl, kp = getattr(self, names), getattr(self, probs)
+            bad = [k for k in kl if k not in KERNEL_TYPES]
+            if bad:
+                raise ValueError(f"{names} has unknown kernel types {bad}; known: {KERNEL_TYPES}")
+            if len(kl) != len(kp):
+                raise ValueError(f"{names} and {probs} must have the same length, got {len(kl)} and {len(kp)}")
+            _check_probs(kp, probs)
+        for name in ("resize_prob", "resize_prob2"):
+            p = getattr(self, name)
+            if len(p) != 3:
+                raise ValueError(f"{name} must be three probabilities (up, down, keep), got {p!r}")
+            _check_probs(p, name)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name.endswith("_prob") or f.name.endswith("_prob2"):
+                if not isinstance(v, tuple) and not (0.0 <= float(v) <= 1.0):
+                    raise ValueError(f"{f.name} must be a probability in [0, 1], got {v!r}")
+            if f.name.endswith("_range") or f.name.endswith("_range2") or f.name.startswith("blur_sigma"):
+                if len(v) != 2 or not all(math.isfinite(float(x)) for x in v) or float(v[0]) > float(v[1]):
+                    raise ValueError(f"{f.name} must be a (low, high) pair with low <= high, got {v!r}")
+        for name in ("blur_sigma", "blur_sigma2", "resize_range", "resize_range2", "poisson_scale_range",
+                     "poisson_scale_range2"):
+            if float(getattr(self, name)[0]) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("jpeg_range", "jpeg_range2"):
+            lo, hi = getattr(self, name)
+            if not (1 <= lo <= hi <= 100):
+                raise ValueError(f"{name} must lie in [1, 100], got {getattr(self, name)!r}")
+        if self.jpeg_backend not in ("torch", "pillow"):
+            raise ValueError(f"jpeg_backend must be 'torch' or 'pillow', got {self.jpeg_backend!r}")
+
+    def replace(self, **changes: Any) -> DegradationConfig:
+        """A copy with some fields changed (validated)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DegradationConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown DegradationConfig keys: {sorted(unknown)}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def _check_probs(p: tuple[float, ...], name: str) -> None:
+    if any(float(x) < 0 for x in p) or not math.isclose(sum(float(x) for x in p), 1.0, abs_tol=1e-6):
+        raise ValueError(f"{name} must be non-negative and sum to 1, got {p!r}")
+
+
+#: The official Real-ESRGAN training configuration of ResShift (REFERENCE.md section 5).
+REALESRGAN_TRAIN = DegradationConfig()
+
+#: ResShift's testing configuration (``configs/degradation_testing_realesrgan.yaml``).
+RESSHIFT_TEST = DegradationConfig(
+    blur_kernel_size=13,
+    kernel_prob=(0.6, 0.4, 0.0, 0.0, 0.0, 0.0),
+    sinc_prob=0.1,
+    blur_sigma=(0.2, 0.8),
+    betag_range=(1.0, 1.5),
+    betap_range=(1.0, 1.2),
+    resize_prob=(0.2, 0.7, 0.1),
+    resize_range=(0.5, 1.5),
+    gaussian_noise_prob=0.5,
+    noise_range=(1.0, 15.0),
+    poisson_scale_range=(0.05, 0.3),
+    gray_noise_prob=0.4,
+    jpeg_range=(70.0, 95.0),
+    second_order_prob=0.0,
+    second_blur_prob=0.2,
+    blur_kernel_size2=7,
+    kernel_prob2=(0.6, 0.4, 0.0, 0.0, 0.0, 0.0),
+    sinc_prob2=0.0,
+    blur_sigma2=(0.2, 0.5),
+    betag_range2=(0.5, 0.8),
+    betap_range2=(1.0, 1.2),
+    resize_prob2=(0.3, 0.4, 0.3),
+    resize_range2=(0.8, 1.2),
+    gaussian_noise_prob2=0.5,
+    noise_range2=(1.0, 10.0),
+    poisson_scale_range2=(0.05, 0.2),
+    gray_noise_prob2=0.4,
+    jpeg_range2=(80.0, 100.0),
+    final_sinc_prob=0.2,
+)
+
+PRESETS: dict[str, DegradationConfig] = {
+    "realesrgan_train": REALESRGAN_TRAIN,
+    "resshift_test": RESSHIFT_TEST,
+}
+_ALIASES = {"train": "realesrgan_train", "test": "resshift_test"}
+
+
+def get_preset(name: str | DegradationConfig) -> DegradationConfig:
+    """``'realesrgan_train'`` (alias ``'train'``) or ``'resshift_test'`` (alias ``'test'``)."""
+    if isinstance(name, DegradationConfig):
+        return name
+    key = _ALIASES.get(name, name)
+    if key not in PRESETS:
+        raise ValueError(f"unknown degradation preset {name!r}; choose one of {sorted(PRESETS)} (or train/test)")
+    return PRESETS[key]
+
+
+# --------------------------------------------------------------------------------------------
+# kernels (float64, centred, sum to one)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be an odd positive integer, got {size!r}")
+    return size
+
+
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred pixel coordinates: x grows along columns, y along rows."""
+    ax = torch.arange(size, dtype=_F64) - (size - 1) / 2
+    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
+    return xx, yy
+
+
+def _mahalanobis2(size: int, sigma_x: float, sigma_y: float, theta: float) -> torch.Tensor:
+    """x^T Sigma^-1 x on the grid, Sigma = R(theta) diag(sigma_x^2, sigma_y^2) R(theta)^T."""
+    if not (sigma_x > 0 and sigma_y > 0):
+        raise ValueError(f"sigma_x and sigma_y must be > 0, got {sigma_x!r}, {sigma_y!r}")
+    xx, yy = _grid(_check_size(size))
+    c, s = math.cos(theta), math.sin(theta)
+    u = c * xx + s * yy  # coordinates along the principal axes (R^T x)
+    v = -s * xx + c * yy
+    return (u / sigma_x) ** 2 + (v / sigma_y) ** 2
+
+
+def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0) -> torch.Tensor:
+    """Bivariate Gaussian exp(-q/2), q = x^T Sigma^-1 x; isotropic when ``sigma_y`` is None."""
+    sy = sigma_x if sigma_y is None else sigma_y
+    k = torch.exp(-0.5 * _mahalanobis2(size, sigma_x, sy, theta if sigma_y is not None else 0.0))
+    return k / k.sum()
+
+
+def generalized_gaussian_kernel(
+    size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, beta: float = 1.0
+) -> torch.Tensor:
+    """Generalized Gaussian exp(-q^beta / 2); beta = 1 is the Gaussian."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    sy = sigma_x if sigma_y is None else sigma_y
+    q = _mahalanobis2(size, sigma_x, sy, theta if sigma_y is not None else 0.0)
+    k = torch.exp(-0.5 * q.pow(beta))
+    return k / k.sum()
+
+
+def plateau_kernel(
+    size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, beta: float = 1.0
+) -> torch.Tensor:
+    """Plateau-shaped kernel 1 / (1 + q^beta)."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    sy = sigma_x if sigma_y is None else sigma_y
+    q = _mahalanobis2(size, sigma_x, sy, theta if sigma_y is not None else 0.0)
+    k = 1.0 / (q.pow(beta) + 1.0)
+    return k / k.sum()
+
+
+def sinc_kernel(size: int, omega_c: float) -> torch.Tensor:
+    """Circularly symmetric low-pass (2-D sinc): omega_c J1(omega_c r) / (2 pi r), normalised.
+
+    The centre takes the limit omega_c^2 / (4 pi).
+    """
+    if not (0 < omega_c <= math.pi + 1e-12):
+        raise ValueError(f"omega_c must lie in (0, pi], got {omega_c!r}")
+    xx, yy = _grid(_check_size(size))
+    r = torch.sqrt(xx**2 + yy**2)
+    safe_r = torch.where(r > 0, r, torch.ones_like(r))
+    k = omega_c * torch.special.bessel_j1(omega_c * safe_r) / (2 * math.pi * safe_r)
+    k = torch.where(r > 0, k, torch.full_like(k, omega_c**2 / (4 * math.pi)))
+    return k / k.sum()
+
+
+def pulse_kernel(size: int) -> torch.Tensor:
+    """The identity filter (a centred one)."""
+    k = torch.zeros(_check_size(size), _check_size(size), dtype=_F64)
+    k[size // 2, size // 2] = 1.0
+    return k
+
+
+def _pad_to(k: torch.Tensor, size: int) -> torch.Tensor:
+    p = (size - k.shape[-1]) // 2
+    return F.pad(k, (p, p, p, p)) if p > 0 else k
+
+
+# --------------------------------------------------------------------------------------------
+# parameters drawn from the generator
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KernelDraw:
+    """One drawn kernel: its type (a KERNEL_TYPES entry, 'sinc' or 'pulse'), size and shape."""
+
+    kind: str
+    size: int
+    sigma_x: float = math.nan
+    sigma_y: float = math.nan
+    theta: float = math.nan
+    beta: float = math.nan
+    omega_c: float = math.nan
+
+
+@dataclass
+class StageParams:
+    """Everything one degradation order needs, drawn for a batch of B images."""
+
+    kernels: torch.Tensor  # (B, K, K) float64, each summing to 1
+    kernel_draws: list[KernelDraw]
+    blur: bool  # False: the blur is skipped (second order only)
+    resize: str  # 'up' | 'down' | 'keep'
+    resize_scale: float
+    resize_mode: str
+    noise: str  # 'gaussian' | 'poisson'
+    gaussian_sigma: torch.Tensor  # (B,) on the 0..255 scale
+    poisson_scale: torch.Tensor  # (B,)
+    gray_noise: torch.Tensor  # (B,) bool
+    jpeg_quality: torch.Tensor  # (B,) float64
+
+
+@dataclass
+class DegradationParams:
+    """All random choices of one call of the pipeline (see :func:`sample_degradation`)."""
+
+    config: DegradationConfig
+    batch_size: int
+    first: StageParams
+    second_order: bool
+    second: StageParams
+    final_sinc: torch.Tensor  # (B, K2, K2)
+    final_sinc_draws: list[KernelDraw]
+    final_order: str  # 'resize_sinc_then_jpeg' | 'jpeg_then_resize_sinc'
+    final_resize_mode: str
+    final_jpeg_quality: torch.Tensor  # (B,)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Draws:
+    """Scalar draws from a torch.Generator (uniforms in float64, on the generator's device)."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.g = generator
+
+    def uniform(self, n: int | None = None) -> Any:
+        u = torch.rand(1 if n is None else n, generator=self.g, dtype=_F64, device=self.g.device).cpu()
+        return float(u[0]) if n is None else u
+
+    def between(self, lo: float, hi: float, n: int | None = None) -> Any:
+        u = self.uniform(n)
+        return lo + (hi - lo) * u
+
+    def choice(self, options: tuple[Any, ...] | list[Any], probs: tuple[float, ...] | None = None) -> Any:
+        u = self.uniform()
+        if probs is None:
+            return options[min(int(u * len(options)), len(options) - 1)]
+        acc = 0.0
+        for opt, p in zip(options, probs):
+            acc += p
+            if u < acc:
+                return opt
+        return options[max(i for i, p in enumerate(probs) if p > 0)]
+
+
+def _beta(d: _Draws, lo: float, hi: float) -> float:
+    # the official rule (it assumes lo <= 1 <= hi): U(lo, 1) or U(1, hi), 1/2 each
+    u_side, u_val = d.uniform(), d.uniform()
+    return lo + (1.0 - lo) * u_val if u_side < 0.5 else 1.0 + (hi - 1.0) * u_val
+
+
+def _draw_kernel(
+    d: _Draws, full_size: int, kernel_list: tuple[str, ...], kernel_prob: tuple[float, ...], sinc_prob: float,
+    sigma: tuple[float, float], betag: tuple[float, float], betap: tuple[float, float],
+) -> tuple[torch.Tensor, KernelDraw]:
+    sizes = list(range(3, full_size, 2))
+    # fixed number of draws whatever the branch: size, sinc?, omega, type, sx, sy, theta, beta(2)
+    size = d.choice(sizes)
+    use_sinc = d.uniform() < sinc_prob
+    u_omega = d.uniform()
+    kind = d.choice(kernel_list, kernel_prob)
+    sx = d.between(sigma[0], sigma[1])
+    sy = d.between(sigma[0], sigma[1])
+    theta = d.between(-math.pi, math.pi)
+    if use_sinc:
+        lo = math.pi / 3 if size < 13 else math.pi / 5
+        omega = lo + (math.pi - lo) * u_omega
+        d.uniform(2)  # keep the draw count fixed
+        return _pad_to(sinc_kernel(size, omega), full_size), KernelDraw("sinc", size, omega_c=omega)
+    beta_range = betag if kind.startswith("generalized") else betap
+    beta = _beta(d, *beta_range)
+    iso = kind.endswith("_iso") or kind == "iso"
+    if iso:
+        sy, theta = sx, 0.0
+    if kind in ("iso", "aniso"):
+        k = gaussian_kernel(size, sx, None if iso else sy, theta)
+        beta = math.nan
+    elif kind.startswith("generalized"):
+        k = generalized_gaussian_kernel(size, sx, None if iso else sy, theta, beta)
+    else:
+        k = plateau_kernel(size, sx, None if iso else sy, theta, beta)
+    return _pad_to(k, full_size), KernelDraw(kind, size, sx, sy, theta, beta)
+
+
+def _draw_stage(d: _Draws, cfg: DegradationConfig, b: int, second: bool) -> StageParams:
+    sfx = "2" if second else ""
+    g = lambda name: getattr(cfg, name + sfx)  # noqa: E731
+    ksize = cfg.blur_kernel_size2 if second else cfg.blur_kernel_size
+    kernels, draws = [], []
+    for _ in range(b):
+        k, kd = _draw_kernel(
+            d, ksize, g("kernel_list"), g("kernel_prob"), g("sinc_prob"), g("blur_sigma"), g("betag_range"),
+            g("betap_range"),
+        )
+        kernels.append(k)
+        draws.append(kd)
+    blur = (d.uniform() < cfg.second_blur_prob) if second else True
+    resize = d.choice(_RESIZE_TYPES, g("resize_prob"))
+    lo, hi = g("resize_range")
+    u = d.uniform()
+    scale = 1.0 + (hi - 1.0) * u if resize == "up" else (lo + (1.0 - lo) * u if resize == "down" else 1.0)
+    mode = d.choice(RESIZE_MODES)
+    noise = "gaussian" if d.uniform() < g("gaussian_noise_prob") else "poisson"
+    sigma = d.between(*g("noise_range"), n=b)
+    pscale = d.between(*g("poisson_scale_range"), n=b)
+    gray = d.uniform(b) < g("gray_noise_prob")
+    jpeg = d.between(*g("jpeg_range"), n=b)
+    return StageParams(
+        kernels=torch.stack(kernels), kernel_draws=draws, blur=bool(blur), resize=resize, resize_scale=float(scale),
+        resize_mode=mode, noise=noise, gaussian_sigma=sigma, poisson_scale=pscale, gray_noise=gray,
+        jpeg_quality=jpeg,
+    )
+
+
+def sample_degradation(
+    batch_size: int, generator: torch.Generator, config: DegradationConfig | str = REALESRGAN_TRAIN
+) -> DegradationParams:
+    """Draw every random choice of the pipeline for a batch (kernels, resizes, noise levels, ...).
+
+    The number of draws is fixed for a given config and batch size.
+    """
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    cfg = get_preset(config)
+    d = _Draws(generator)
+    first = _draw_stage(d, cfg, batch_size, second=False)
+    second_order = d.uniform() < cfg.second_order_prob
+    second = _draw_stage(d, cfg, batch_size, second=True)
+    sinc_sizes = list(range(3, cfg.blur_kernel_size2, 2))
+    finals, final_draws = [], []
+    for _ in range(batch_size):
+        use = d.uniform() < cfg.final_sinc_prob
+        size = d.choice(sinc_sizes)
+        omega = d.between(math.pi / 3, math.pi)
+        if use:
+            finals.append(_pad_to(sinc_kernel(size, omega), cfg.blur_kernel_size2))
+            final_draws.append(KernelDraw("sinc", size, omega_c=omega))
+        else:
+            finals.append(pulse_kernel(cfg.blur_kernel_size2))
+            final_draws.append(KernelDraw("pulse", cfg.blur_kernel_size2))
+    order = "resize_sinc_then_jpeg" if d.uniform() < 0.5 else "jpeg_then_resize_sinc"
+    final_mode = d.choice(RESIZE_MODES)
+    final_jpeg = d.between(*cfg.jpeg_range2, n=batch_size)
+    return DegradationParams(
+        config=cfg, batch_size=batch_size, first=first, second_order=bool(second_order), second=second,
+        final_sinc=torch.stack(finals), final_sinc_draws=final_draws, final_order=order,
+        final_resize_mode=final_mode, final_jpeg_quality=final_jpeg,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# operations (batched, device-agnostic)
+# --------------------------------------------------------------------------------------------
+
+
+def filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Filter each image of (B, C, H, W) with its own (B, k, k) kernel (or one (k, k) kernel).
+
+    Reflect padding (replicate when the image is too small to reflect), as the official filter2D.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
+    b, c, h, w = x.shape
+    k = kernels.to(device=x.device, dtype=x.dtype)
+    if k.ndim == 2:
+        k = k.expand(b, -1, -1)
+    if k.ndim != 3 or k.shape[0] != b or k.shape[1] != k.shape[2] or k.shape[1] % 2 == 0:
+        raise ValueError(f"kernels must be (B, k, k) with odd k and B = {b}, got {tuple(kernels.shape)}")
+    p = k.shape[-1] // 2
+    mode = "reflect" if p < h and p < w else "replicate"
+    xp = F.pad(x, (p, p, p, p), mode=mode)
+    weight = k.repeat_interleave(c, dim=0).unsqueeze(1)  # (B*C, 1, k, k)
+    out = F.conv2d(xp.reshape(1, b * c, h + 2 * p, w + 2 * p), weight, groups=b * c)
+    return out.reshape(b, c, h, w)
+
+
+def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma 0.2989 R + 0.587 G + 0.114 B (torchvision's rgb_to_grayscale): (B,3,H,W)->(B,1,H,W)."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return 0.2989 * r + 0.587 * g + 0.114 * b
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    n = torch.randn(shape, generator=generator, dtype=like.dtype, device=generator.device)
+    return n.to(like.device)
+
+
+def add_gaussian_noise(
+    x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, generator: torch.Generator, *, clip: bool = True
+) -> torch.Tensor:
+    """x + N(0, (sigma/255)^2): ``sigma`` (B,) on the 0..255 scale; ``gray`` (B,) bool: one noise
+    plane shared by the three channels. Clamped to [0, 1] when ``clip``."""
+    b, c, h, w = x.shape
+    s = torch.as_tensor(sigma, dtype=x.dtype).reshape(b, 1, 1, 1).to(x.device) / 255.0
+    gmask = torch.as_tensor(gray).reshape(b, 1, 1, 1).to(device=x.device, dtype=x.dtype)
+    noise_gray = _randn((b, 1, h, w), generator, x)
+    noise_colour = _randn((b, c, h, w), generator, x)
+    noise = (noise_colour * (1 - gmask) + noise_gray * gmask) * s
+    out = x + noise
+    return out.clamp(0, 1) if clip else out
+
+
+def _poisson_noise(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Shot noise of an image quantised to 8 bit, with 2^ceil(log2(#levels)) photon levels."""
+    codes = torch.clamp(torch.round(img * 255.0), 0, 255)
+    q = codes / 255.0
+    b = img.shape[0]
+    # number of distinct 8-bit levels per image (a histogram instead of torch.unique: same count)
+    hist = torch.zeros(b, 256, dtype=torch.int64, device=img.device)
+    hist.scatter_add_(1, codes.long().reshape(b, -1), torch.ones_like(codes, dtype=torch.int64).reshape(b, -1))
+    levels = (hist > 0).sum(dim=1).clamp_min(1).to(_F64)
+    vals = torch.exp2(torch.ceil(torch.log2(levels))).to(img.dtype).reshape(b, 1, 1, 1)
+    rates = (q * vals).to(generator.device)
+    counts = torch.poisson(rates, generator=generator).to(img.device)
+    return counts / vals - q
+
+
+def add_poisson_noise(
+    x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, generator: torch.Generator, *, clip: bool = True
+) -> torch.Tensor:
+    """x + scale * (Poisson shot noise), the official ``random_add_poisson_noise_pt`` model.
+
+    The image is quantised to 8 bit, its number of distinct levels n sets the photon count
+    ``vals = 2^ceil(log2 n)``, and the noise is ``Poisson(x8 * vals) / vals - x8`` (variance
+    ``x8 / vals``) times ``scale`` (B,). With ``gray`` (B,) the noise is computed on the luma and
+    shared by the channels.
+    """
+    b = x.shape[0]
+    gmask = torch.as_tensor(gray).reshape(b, 1, 1, 1).to(device=x.device, dtype=x.dtype)
+    noise_gray = _poisson_noise(rgb_to_gray(x), generator).expand_as(x)
+    noise_colour = _poisson_noise(x, generator)
+    noise = noise_colour * (1 - gmask) + noise_gray * gmask
+    s = torch.as_tensor(scale, dtype=x.dtype).reshape(b, 1, 1, 1).to(x.device)
+    out = x + noise * s
+    return out.clamp(0, 1) if clip else out
+
+
+# ---------------------------------------------------------------------------------- JPEG
+
+_LUMA_TABLE = [
+    [16, 11, 10, 16, 24, 40, 51, 61],
+    [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77],
+    [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101],
+    [72, 92, 95, 98, 112, 100, 103, 99],
+]
+_CHROMA_TABLE = [
+    [17, 18, 24, 47, 99, 99, 99, 99],
+    [18, 21, 26, 66, 99, 99, 99, 99],
+    [24, 26, 56, 99, 99, 99, 99, 99],
+    [47, 66, 99, 99, 99, 99, 99, 99],
+] + [[99] * 8 for _ in range(4)]
+_RGB2YCC = [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+_YCC2RGB = [[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]]
+
+
+def _dct_matrix(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Orthonormal 8-point DCT-II matrix D (rows: frequencies), so X = D x D^T."""
+    n = torch.arange(8, dtype=_F64)
+    d = torch.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
+    d[0] /= math.sqrt(2)
+    return d.to(dtype=dtype, device=device)
+
+
+def _quality_factor(quality: torch.Tensor) -> torch.Tensor:
+    """IJG quality -> table multiplier: 50/q for q < 50, 2 - q/50 otherwise."""
+    q = quality.to(_F64)
+    return torch.where(q < 50, 50.0 / q, 2.0 - q / 50.0)
+
+
+def _blocks(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) with H, W multiples of 8 -> (B, H/8 * W/8, 64), each row one 8 x 8 block."""
+    b, h, w = x.shape
+    return x.reshape(b, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(b, -1, 64)
+
+
+def _unblocks(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    b = x.shape[0]
+    return x.reshape(b, h // 8, w // 8, 8, 8).permute(0, 1, 3, 2, 4).reshape(b, h, w)
+
+
+def _code_plane(plane: torch.Tensor, table: torch.Tensor, dct2: torch.Tensor) -> torch.Tensor:
+    """Level shift, DCT, quantise (round), dequantise, inverse DCT, for one channel (B, H, W).
+
+    ``dct2`` is the 64 x 64 matrix kron(D, D): a flattened block x maps to D x D^T.
+    """
+    h, w = plane.shape[-2:]
+    blk = _blocks(plane - 128.0)
+    coef = blk @ dct2.transpose(0, 1)
+    t = table.reshape(-1, 1, 64)
+    coef = torch.round(coef / t) * t
+    return _unblocks(coef @ dct2, h, w) + 128.0
+
+
+def jpeg_compress(x: torch.Tensor, quality: torch.Tensor | float) -> torch.Tensor:
+    """JPEG round trip in torch (baseline, 4:2:0, IJG tables), one real-valued quality per image.
+
+    Args:
+        x: (B, 3, H, W) RGB in [0, 1] (clamped first); any size (edges replicated to 16).
+        quality: a number or a (B,) tensor in [1, 100].
+
+    Returns:
+        The decoded image, (B, 3, H, W) in [0, 1] (not rounded to 8 bit).
+    """
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"x must be (B, 3, H, W), got {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    q = torch.as_tensor(quality, dtype=_F64).flatten()
+    if q.numel() == 1:
+        q = q.expand(b)
+    if q.numel() != b:
+        raise ValueError(f"quality must be a number or have one entry per image ({b}), got {q.numel()}")
+    if bool(((q < 1) | (q > 100)).any()):
+        raise ValueError(f"quality must lie in [1, 100], got {q.tolist()}")
+    dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    f = _quality_factor(q).to(device=x.device)
+    luma_t = (torch.tensor(_LUMA_TABLE, dtype=_F64, device=x.device)[None] * f[:, None, None]).clamp_min(1).to(dt)
+    chroma_t = (torch.tensor(_CHROMA_TABLE, dtype=_F64, device=x.device)[None] * f[:, None, None]).clamp_min(1)
+    chroma_t = chroma_t.to(dt)
+    d = _dct_matrix(_F64, x.device)
+    dct = torch.kron(d, d).to(dt)
+    ph, pw = (-h) % 16, (-w) % 16
+    img = x.to(dt).clamp(0, 1) * 255.0
+    if ph or pw:
+        img = F.pad(img, (0, pw, 0, ph), mode="replicate")
+    m = torch.tensor(_RGB2YCC, dtype=dt, device=x.device)
+    hp, wp = img.shape[-2:]
+    ycc = (m @ img.reshape(b, 3, -1)).reshape(b, 3, hp, wp)
+    y = ycc[:, 0]
+    cb = F.avg_pool2d(ycc[:, 1:2], 2)[:, 0] + 128.0
+    cr = F.avg_pool2d(ycc[:, 2:3], 2)[:, 0] + 128.0
+    y = _code_plane(y, luma_t, dct)
+    cb = _code_plane(cb, chroma_t, dct) - 128.0
+    cr = _code_plane(cr, chroma_t, dct) - 128.0
+    cb = cb.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    cr = cr.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    minv = torch.tensor(_YCC2RGB, dtype=dt, device=x.device)
+    rgb = (minv @ torch.stack([y, cb, cr], dim=1).reshape(b, 3, -1)).reshape(b, 3, hp, wp)
+    rgb = rgb[:, :, :h, :w].clamp(0, 255) / 255.0
+    return rgb.to(x.dtype)
+
+
+def jpeg_compress_pillow(x: torch.Tensor, quality: torch.Tensor | float) -> torch.Tensor:
+    """JPEG round trip through Pillow (libjpeg, 4:2:0, integer quality), image by image on the CPU."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"x must be (B, 3, H, W), got {tuple(x.shape)}")
+    b = x.shape[0]
+    q = torch.as_tensor(quality, dtype=_F64).flatten()
+    if q.numel() == 1:
+        q = q.expand(b)
+    if q.numel() != b or bool(((q < 1) | (q > 100)).any()):
+        raise ValueError(f"quality must be one number or one per image, each in [1, 100], got {q.tolist()}")
+    u8 = torch.clamp(torch.round(x.detach().to("cpu", torch.float64) * 255.0), 0, 255).to(torch.uint8)
+    outs = []
+    for i in range(b):
+        buf = io.BytesIO()
+        Image.fromarray(u8[i].permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=int(round(float(q[i]))))
+        buf.seek(0)
+        with Image.open(buf) as im:
+            outs.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32).copy()))
+    out = torch.stack(outs).permute(0, 3, 1, 2) / 255.0
+    return out.to(device=x.device, dtype=x.dtype)
+
+
+# ---------------------------------------------------------------------------------- pipeline
+
+
+def _jpeg(x: torch.Tensor, quality: torch.Tensor, backend: str) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return jpeg_compress(x, quality) if backend == "torch" else jpeg_compress_pillow(x, quality)
+
+
+def _noise(x: torch.Tensor, st: StageParams, generator: torch.Generator) -> torch.Tensor:
+    if st.noise == "gaussian":
+        return add_gaussian_noise(x, st.gaussian_sigma, st.gray_noise, generator)
+    return add_poisson_noise(x, st.poisson_scale, st.gray_noise, generator)
+
+
+def _resize(x: torch.Tensor, mode: str, *, scale: float | None = None, size: tuple[int, int] | None = None):
+    if size is not None:
+        size = (max(1, int(size[0])), max(1, int(size[1])))
+        return F.interpolate(x, size=size, mode=mode)
+    return F.interpolate(x, scale_factor=scale, mode=mode)
+
+
+def _check_hr(hr: torch.Tensor, scale: int) -> None:
+    if not isinstance(hr, torch.Tensor):
+        raise TypeError(f"hr must be a torch.Tensor, got {type(hr).__name__}")
+    if hr.ndim != 4 or hr.shape[1] != 3:
+        raise ValueError(f"hr must be a (B, 3, H, W) RGB batch, got shape {tuple(hr.shape)}")
+    if not hr.is_floating_point():
+        raise TypeError(f"hr must be a floating-point tensor in [0, 1], got dtype {hr.dtype}")
+    h, w = hr.shape[-2:]
+    if h % scale or w % scale or min(h, w) < 4 * scale:
+        raise ValueError(
+            f"hr height and width must be multiples of scale={scale} and at least {4 * scale}, got {h}x{w}"
+        )
+
+
+def apply_degradation(hr: torch.Tensor, params: DegradationParams, generator: torch.Generator) -> torch.Tensor:
+    """Run the pipeline with drawn ``params`` on ``hr`` (B, 3, H, W) in [0, 1]; returns the LR
+    (B, 3, H/scale, W/scale), clamped and rounded to 8-bit levels. Pixel noise comes from
+    ``generator``."""
+    cfg = params.config
+    _check_hr(hr, cfg.scale)
+    if hr.shape[0] != params.batch_size:
+        raise ValueError(f"params were drawn for batch size {params.batch_size}, hr has {hr.shape[0]}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    h, w = hr.shape[-2:]
+    sf = cfg.scale
+    backend = cfg.jpeg_backend
+    # ---- first order
+    st = params.first
+    out = filter2d(hr, st.kernels)
+    out = _resize(out, st.resize_mode, scale=st.resize_scale)
+    out = _noise(out, st, generator)
+    out = _jpeg(out, st.jpeg_quality, backend)
+    # ---- second order
+    if params.second_order:
+        st = params.second
+        if st.blur:
+            out = filter2d(out, st.kernels)
+        out = _resize(out, st.resize_mode, size=(int(h / sf * st.resize_scale), int(w / sf * st.resize_scale)))
+        out = _noise(out, st, generator)
+    # ---- final: [resize to HR/sf + sinc] and JPEG in a random order
+    if params.final_order == "resize_sinc_then_jpeg":
+        out = _resize(out, params.final_resize_mode, size=(h // sf, w // sf))
+        out = filter2d(out, params.final_sinc)
+        out = _jpeg(out, params.final_jpeg_quality, backend)
+    else:
+        out = _jpeg(out, params.final_jpeg_quality, backend)
+        out = _resize(out, params.final_resize_mode, size=(h // sf, w // sf))
+        out = filter2d(out, params.final_sinc)
+    return torch.clamp(torch.round(out * 255.0), 0, 255) / 255.0
+
+
+def degrade(
+    hr: torch.Tensor,
+    generator: torch.Generator,
+    config: DegradationConfig | str = REALESRGAN_TRAIN,
+    *,
+    return_params: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, DegradationParams]:
+    """HR batch (B, 3, H, W) in [0, 1] -> LR batch (B, 3, H/4, W/4) by the Real-ESRGAN pipeline.
+
+    Args:
+        hr: float tensor on any device; H and W multiples of ``config.scale``.
+        generator: the source of every random draw (same seed -> same output).
+        config: a :class:`DegradationConfig` or a preset name ('realesrgan_train', 'resshift_test').
+        return_params: also return the drawn :class:`DegradationParams`.
+    """
+    cfg = get_preset(config)
+    _check_hr(hr, cfg.scale)
+    params = sample_degradation(hr.shape[0], generator, cfg)
+    lr = apply_degradation(hr, params, generator)
+    return (lr, params) if return_params else lr
