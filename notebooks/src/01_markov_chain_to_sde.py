@@ -59,7 +59,7 @@ print("alpha_k:", np.array2string(alphas, precision=5, separator=", "))
 # %% [markdown]
 # ## 1. The chain and its marginal
 #
-# The official forward chain (REFERENCE.md §1), started at the HR image $x_0$:
+# The official forward chain (ResShift's code, `models/gaussian_diffusion.py`), started at the HR image $x_0$:
 # $$x_k = x_{k-1} + \alpha_k e_0 + \kappa\sqrt{\alpha_k}\,\varepsilon_k,\qquad
 #   \varepsilon_k \sim \mathcal N(0, I)\ \text{independent},\quad k = 1, \dots, T.$$
 # Unrolling it,
@@ -111,7 +111,8 @@ print(f"variance kappa^2 alpha_k (report's print) at every k: "
 
 # %% [markdown]
 # The variance column follows $\kappa^2\eta_k$ within its standard errors; against the printed
-# $\kappa^2\alpha_k$ the $z$-scores are in the hundreds (only $k = 1$, where $\alpha_1 = \eta_1$, agrees).
+# $\kappa^2\alpha_k$ the $z$-scores run into the hundreds and thousands (only $k = 1$, where $\alpha_1 = \eta_1$, agrees;
+# at $k = 2$, $\alpha_2 \approx \eta_2$ still keeps it small).
 # A picture of the same run: a few sample paths against the band $x_0 + \eta_k e_0 \pm 2\kappa\sqrt{\eta_k}$,
 # and the variance against both formulas.
 
@@ -300,7 +301,8 @@ plt.show()
 # ## Summary
 #
 # * The official chain's marginal is $\mathcal N(x_0 + \eta_k e_0, \kappa^2\eta_k)$: checked at all 15 steps within
-#   4 standard errors; the report's printed $\kappa^2\alpha_k$ is off by hundreds of standard errors (erratum 1).
+#   4 standard errors; the report's printed $\kappa^2\alpha_k$ is off by up to
+#   1700 standard errors (erratum 1).
 # * The continuous-time limit is $dx = \alpha(t)e_0\,dt + \kappa\sqrt{\alpha(t)}\,dw$ with marginal
 #   $\mathcal N(x_0 + \eta(t)e_0, \kappa^2\eta(t))$. Any $\eta(t)$ through the official $\eta_k$ at $k/T$ keeps every
 #   official marginal: both the report's piecewise-constant $\alpha$ and the exact extension do, and they differ only

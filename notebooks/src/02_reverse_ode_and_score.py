@@ -82,14 +82,16 @@ print(f"(a) round trip x0_hat -> score -> x0_hat, eta in {eta_b.tolist()}: max e
       f"{'pass' if err < 1e-12 else 'FAIL'}")
 
 # the 1-D toy used in the rest of the notebook: x0 ~ 0.4 N(-1, 0.25^2) + 0.6 N(0.8, 0.35^2), y = 0.2
-toy = GaussianMixtureToy(means=[[-1.0], [0.8]], stds=[0.25, 0.35], weights=[0.4, 0.6], y=[0.2], schedule=schedule)
+toy = GaussianMixtureToy(means=[[-1.0], [0.8]], stds=[0.25, 0.35], weights=[0.4, 0.6], y=[0.2],
+                         schedule=schedule)
 y_value = float(toy.y[0])
 grid = torch.linspace(-6.0, 6.0, 241, dtype=dtype)[:, None]
 h = 1e-5
 print("(b) Tweedie on the toy")
 print("       eta   max|score(x0_hat) - d/dx log p_t|   max|score|   check")
 for eta in (0.0004, 0.01, 0.1, 0.5, 0.9801):
-    score = score_from_x0(grid, toy.posterior_mean(grid, eta), toy.y_batch(len(grid)), eta, kappa)[:, 0].numpy()
+    x0_exact = toy.posterior_mean(grid, eta)
+    score = score_from_x0(grid, x0_exact, toy.y_batch(len(grid)), eta, kappa)[:, 0].numpy()
     g = grid[:, 0].numpy()
     fd = (np.log(toy.xt_density(g + h, eta)) - np.log(toy.xt_density(g - h, eta))) / (2 * h)
     diff = np.max(np.abs(score - fd))
@@ -119,7 +121,8 @@ for eta in (0.0004, 0.01, 0.1, 0.5, 0.9801):
 alpha_b = schedule.alpha(torch.tensor([1 / 15, 0.3, 0.7, 1.0], dtype=dtype))
 eta_b = schedule.eta(torch.tensor([1 / 15, 0.3, 0.7, 1.0], dtype=dtype))
 lhs = pf_drift(x, x0_hat, y_img, eta_b, alpha_b)
-rhs = alpha_b[:, None, None, None] * ((y_img - x0_hat) - 0.5 * kappa**2 * score_from_x0(x, x0_hat, y_img, eta_b, kappa))
+score_b = score_from_x0(x, x0_hat, y_img, eta_b, kappa)
+rhs = alpha_b[:, None, None, None] * ((y_img - x0_hat) - 0.5 * kappa**2 * score_b)
 print(f"pf_drift == alpha [(y - x0_hat) - kappa^2/2 score]: "
       f"{'pass' if torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-12) else 'FAIL'}")
 
@@ -252,8 +255,9 @@ y_col = toy.y_batch(n_particles)
 
 
 def integrate_pf(x_start: torch.Tensor, denominator, eta_from: float, eta_to: float) -> torch.Tensor:
-    """Integrate dx/d eta = (y - x0_hat) + (x - (1 - eta) x0_hat - eta y) / (2 denominator(eta)) from eta_from down
-    to eta_to with DOP853 in sigma = sqrt(eta) (dx/d sigma = 2 sigma dx/d eta); x0_hat is the toy's exact one."""
+    """Integrate dx/d eta = (y - x0_hat) + (x - (1 - eta) x0_hat - eta y) / (2 denominator(eta))
+    from eta_from down to eta_to with DOP853 in sigma = sqrt(eta) (dx/d sigma = 2 sigma dx/d eta);
+    x0_hat is the toy's exact posterior mean."""
     shape = x_start.shape
 
     def rhs(sigma: float, z: np.ndarray) -> np.ndarray:

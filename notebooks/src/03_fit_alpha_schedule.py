@@ -68,7 +68,8 @@ def eta_form(t, a, lam):
 
 alpha_end = T * alphas[-1]
 fits = {}
-print("target  constraint          a       lam    rms resid   eta(1)   eta(1/T)  | check: a, lam (independent)")
+print("target  constraint          a       lam    rms resid   eta(1)   eta(1/T)  | check: a, lam "
+      "(independent)")
 for target, data, form in (("alpha", T * alphas, alpha_form), ("eta", etas, eta_form)):
     for constrained in (False, True):
         fit = fit_exp_alpha(official, target=target, constrained=constrained)
@@ -83,7 +84,8 @@ for target, data, form in (("alpha", T * alphas, alpha_form), ("eta", etas, eta_
         name = f"{target}, {'alpha(1)=T alpha_T' if constrained else 'free'}"
         fits[name] = fit
         s = fit.schedule
-        print(f"{target:6s}  {'alpha(1)=T alpha_T' if constrained else 'free':18s}  {fit.a:6.4f}  {fit.lam:6.4f}"
+        constraint = "alpha(1)=T alpha_T" if constrained else "free"
+        print(f"{target:6s}  {constraint:18s}  {fit.a:6.4f}  {fit.lam:6.4f}"
               f"   {fit.rms:9.5f}   {s.eta(1.0):6.4f}   {s.eta(1 / T):8.5f}  |  {a_c:6.4f}, {lam_c:6.4f}")
 print("report's text         1.111   0.489")
 preset = ExpAlphaSchedule.report()
@@ -93,7 +95,7 @@ print(f"official levels                                     {etas[-1]:6.4f}   {e
 
 # %% [markdown]
 # The two readings give different curves: fitting $T\alpha_k$ gives $a \approx 0.79$, $\lambda \approx 1.37$ (the
-# value REFERENCE.md quotes), with $\eta(1) \approx 0.90$; fitting $\eta_k$ gives $a \approx 1.10$,
+# plain least-squares fit one would try first), with $\eta(1) \approx 0.90$; fitting $\eta_k$ gives $a \approx 1.10$,
 # $\lambda \approx 1.16$ and $\eta(1) \approx 0.978$. Neither is close to $\lambda = 0.489$, and no least-squares fit
 # reproduces the code's preset either: the preset was not fitted, it was *set* (next section).
 #
@@ -108,11 +110,13 @@ a_code, alpha_T_code = 1.1113, 2.3177576
 base = 1.0 + alpha_T_code / a_code
 print(f"T alpha_T of the official schedule = {T * alphas[-1]:.6f}   (the code's alpha'_T = {alpha_T_code})")
 print(f"base e^lam = 1 + alpha'_T / a = {base:.4f}")
-print(f"ln(base)    = {math.log(base):.4f}   <- the code's lam (ExpAlphaSchedule.report().lam = {preset.lam:.4f})")
+print(f"ln(base)    = {math.log(base):.4f}   <- the code's lam "
+      f"(ExpAlphaSchedule.report().lam = {preset.lam:.4f})")
 print(f"log10(base) = {math.log10(base):.4f}   <- the report's printed lam = 0.489")
 print(f"10 ** 0.489 = {10 ** 0.489:.4f}")
 literal = ExpAlphaSchedule(a=1.111, lam=0.489)
-print(f"with the printed a = 1.111, lam = 0.489: eta(1) = {literal.eta(1.0):.4f}, alpha(1) = {literal.alpha(1.0):.4f} "
+print(f"with the printed a = 1.111, lam = 0.489: eta(1) = {literal.eta(1.0):.4f}, "
+      f"alpha(1) = {literal.alpha(1.0):.4f} "
       f"(official eta_T = {etas[-1]:.4f}, T alpha_T = {T * alphas[-1]:.4f})")
 print(f"with the code's  a = 1.1113, lam = {preset.lam:.4f}: eta(1) = {preset.eta(1.0):.4f}, "
       f"alpha(1) = {preset.alpha(1.0):.4f}")
@@ -184,13 +188,15 @@ plt.show()
 
 # %%
 columns = {"official": etas, "exact ext.": official.eta(t_k), "preset": preset.eta(t_k)}
-columns.update({f"{fit.target}{'/c' if fit.constrained else ''}": fit.schedule.eta(t_k) for fit in fits.values()})
+for fit in fits.values():
+    columns[f"{fit.target}{'/c' if fit.constrained else ''}"] = fit.schedule.eta(t_k)
 print(" k  " + "".join(f"{name:>12s}" for name in columns))
 for k in range(T):
     print(f"{k + 1:2d}  " + "".join(f"{col[k]:12.5f}" for col in columns.values()))
 rel = {name: col / etas - 1 for name, col in columns.items() if name != "official"}
 print("rel. error at k = 1:      " + "".join(f"{name}: {r[0]:+.3f}  " for name, r in rel.items()))
-print("max |rel. error|, k >= 2: " + "".join(f"{name}: {np.max(np.abs(r[1:])):.3f}  " for name, r in rel.items()))
+print("max |rel. error|, k >= 2: "
+      + "".join(f"{name}: {np.max(np.abs(r[1:])):.3f}  " for name, r in rel.items()))
 print("(alpha/c and eta/c: fits with the constraint alpha(1) = T alpha_T)")
 
 # %% [markdown]
@@ -199,7 +205,7 @@ print("(alpha/c and eta/c: fits with the constraint alpha(1) = T alpha_T)")
 # A network trained on the official chain learned $\hat x_0(x, k)$ for states with noise level $\eta_k$:
 # $x = x_0 + \eta_k e_0 + \kappa\sqrt{\eta_k}\,\varepsilon$, normalised by the official input scaling
 # ($x/\sqrt{\kappa^2\eta_k + 1}$ in latent space). A continuous sampler calls it at time $t$ with index $Tt - 1$
-# (REFERENCE.md §2), so at $t = k/T$ it hands the network a state whose level is the *schedule's* $\eta(k/T)$. The
+# (the report's code does this), so at $t = k/T$ it hands the network a state whose level is the *schedule's* $\eta(k/T)$. The
 # ratio of the noise standard deviation the network receives to the one it was trained on is
 # $\sqrt{\eta(k/T)/\eta_k}$ (and the residual fraction is $\eta(k/T)$ instead of $\eta_k$):
 
@@ -210,7 +216,8 @@ fit_eta, fit_alpha = fits["eta, free"].schedule, fits["alpha, free"].schedule
 for k in range(T):
     ratios = [math.sqrt(s.eta(t_k[k]) / etas[k]) for s in (official, preset, fit_eta, fit_alpha)]
     print(f"{k + 1:2d}   {etas[k]:14.5f}  " + "".join(f"{r:10.3f}" for r in ratios))
-print(f"prior at t = 1: official x_T = y + kappa sqrt({etas[-1]:.4f}) eps; preset y + kappa sqrt({preset.eta_T:.4f}) "
+print(f"prior at t = 1: official x_T = y + kappa sqrt({etas[-1]:.4f}) eps; "
+      f"preset y + kappa sqrt({preset.eta_T:.4f}) "
       f"eps (keeps {1 - preset.eta_T:.1%} of e0 instead of {1 - etas[-1]:.1%})")
 
 # %% [markdown]
@@ -223,11 +230,12 @@ print(f"prior at t = 1: official x_T = y + kappa sqrt({etas[-1]:.4f}) eps; prese
 # * The report's preset (and any two-parameter exponential fit) does not pass through the levels: at $t = 1/T$ it
 #   gives $\eta = 0.00285$ instead of $0.0004$ (noise 2.7× the trained level at the last network call), at $t = 1$
 #   0.9457 instead of 0.9801 (a prior that keeps 5.4 % of the residual instead of 2 %), and in between it is low by
-#   up to 15 % (noise 8 % below the trained level at $k = 2, 3$). The first level cannot be matched by any
+#   up to 15 % (noise about 7 % below the trained level at $k = 2, 3$). The first level cannot be matched by any
 #   exponential form: near $t = 0$, $\eta(t) \approx a\lambda t^2/2$ rises smoothly, while the official levels jump by a
-#   factor 34 from $\eta_1 = 0.0004$ to $\eta_2 = 0.0137$ (the steep $u^{0.3}$ of the official formula). A model trained on the discrete schedule and sampled with the preset sees states whose noise
-#   level does not match its time input; the report covers this by fine-tuning on its own schedule, so its
-#   results measure the fine-tuned model on a different process, not the official one.
+#   factor 34 from $\eta_1 = 0.0004$ to $\eta_2 = 0.0137$ (the steep $u^{0.3}$ of the official formula).
+#   A model trained on the discrete schedule and sampled with the preset sees states whose noise level does not
+#   match its time input; the report covers this by fine-tuning on its own schedule, so its results measure the
+#   fine-tuned model on a different process, not the official one.
 # * The price of the exact extension is the integrable singularity of $\alpha$ just right of $t = 1/T$. Solvers
 #   that step in $\eta$ (`ctlib.diffusion.pf_drift_eta`, `pf_exact_step`) never evaluate $\alpha$; solvers in $t$
 #   only evaluate it at their grid points, where `ResShiftSchedule.alpha` returns finite values (its left-hand
