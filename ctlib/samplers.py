@@ -1,0 +1,461 @@
+r"""Samplers for (continuous-in-time) ResShift: one short function per solver, and :func:`sample`.
+
+A denoiser is ``denoiser(x_t, t, y) -> x0_hat`` with ``t`` a float tensor of shape (B,) in (0, 1]
+(DESIGN.md).  Tensors may have any shape with the batch first, (B, ...).  Every solver works with
+``eta = schedule.eta(t)`` and ``alpha = schedule.alpha(t)`` computed once, in float64, on its time
+grid (:mod:`ctlib.grids`); the state keeps the dtype and device of ``x``.
+
+The probability-flow ODE (REFERENCE.md section 1), with ``x0_hat = denoiser(x, t, y)``:
+
+    dx/d eta = (y - x0_hat) + (x - (1 - eta) x0_hat - eta y) / (2 eta),   dx/dt = alpha(t) dx/d eta.
+
+Solvers (``solver=`` in :func:`sample`; evaluations per call in brackets):
+
+``resshift``        the official discrete sampler on the schedule's ``T`` levels ``eta(k/T)``:
+                    posterior mean ``(eta_{k-1}/eta_k) x + (alpha_k/eta_k) x0_hat`` plus noise of
+                    variance ``kappa^2 (eta_{k-1}/eta_k) alpha_k``, no noise at the last step, whose
+                    mean is the last x0 guess [T; ``nfe`` must equal ``T``].
+``euler``           Euler on dx/dt along the report's grid [one per step].
+``heun``            Heun (explicit trapezoid) on dx/dt; a step into t = 0 is a plain Euler step
+                    (the drift cannot be evaluated at eta = 0), as in the report's code
+                    [2 per Heun step, 1 per Euler step].
+``exp1``            first-order exponential integrator: dx/d eta solved exactly with x0_hat held
+                    fixed over the step (``pf_exact_step``; the deterministic, DDIM-like counterpart
+                    of ResShift) [one per step].
+``exp2m``           second-order multistep exponential integrator (DPM-Solver++(2M) in spirit):
+                    integrating factor ``sqrt(eta)`` and x0_hat linear in ``eta`` through the last two
+                    evaluations, integrated exactly (:func:`exp2m_step`; the derivation is in
+                    notebook 04); the first step is ``exp1`` [one per step].
+``euler_maruyama``  Euler–Maruyama on the reverse SDE in eta,
+                    ``x <- x + d_eta (y - x0_hat + (x - (1-eta) x0_hat - eta y)/eta) + kappa sqrt(|d_eta|) z``;
+                    the step into eta = 0 adds no noise (it lands exactly on x0_hat) [one per step].
+
+How ``nfe`` maps to steps (:func:`solver_grid`): ``euler``, ``exp1``, ``exp2m`` and
+``euler_maruyama`` take ``nfe`` steps on ``rho_grid(nfe, rho, T)`` (``nfe - 1`` steps down to 1/T
+plus the final step into 0: Euler with nfe = 15 evaluates at t = 15/15, ..., 1/15 for rho = 1).
+``heun`` with an odd ``nfe`` takes ``(nfe - 1)/2`` Heun steps plus the final Euler step (nfe = 15:
+7 + 1, erratum 7); with an even ``nfe`` the step into 1/T is an Euler step too
+(``nfe/2 - 1`` Heun steps + 2 Euler steps).
+
+The final step into t = 0 is always taken from the last grid point (1/T for rho > 0, 1 - t_1 for
+rho < 0), so its error does not shrink with ``nfe``: Euler's final step with the official schedule
+(``alpha(1/T) = T eta_1``, a secant step in eta) leaves half of the remaining noise in place, while
+``exp1``/``exp2m`` land on (an extrapolation of) x0_hat.  Orders of convergence are therefore
+measured at the last grid point before 0 (``ts[:-1]``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import trange
+
+from ._checks import check_int
+from .diffusion import (
+    pf_drift,
+    pf_exact_step,
+    posterior_mean_variance,
+    prior_sample,
+    randn_like,
+    reverse_sde_drift_eta,
+)
+from .grids import _check_rho, check_grid, rho_grid, uniform_grid
+
+__all__ = [
+    "SOLVERS",
+    "STOCHASTIC_SOLVERS",
+    "Denoiser",
+    "sample",
+    "solver_grid",
+    "min_nfe",
+    "sample_resshift",
+    "sample_euler",
+    "sample_heun",
+    "sample_exp1",
+    "sample_exp2m",
+    "sample_euler_maruyama",
+    "exp2m_step",
+    "exp2m_weight",
+]
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[dict[str, Any]], None]
+Noise = torch.Tensor | Sequence[torch.Tensor] | None
+
+SOLVERS: tuple[str, ...] = ("resshift", "euler", "heun", "exp1", "exp2m", "euler_maruyama")
+STOCHASTIC_SOLVERS: tuple[str, ...] = ("resshift", "euler_maruyama")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _denoise(denoiser: Denoiser, x: torch.Tensor, t: float, y: torch.Tensor) -> torch.Tensor:
+    """Call the denoiser at time ``t`` (a (B,) tensor in x's dtype) and check what comes back."""
+    x0_hat = denoiser(x, x.new_full((x.shape[0],), t), y)
+    if not isinstance(x0_hat, torch.Tensor):
+        raise TypeError(f"the denoiser must return a tensor (x0_hat), got {type(x0_hat).__name__}")
+    if x0_hat.shape != x.shape:
+        raise ValueError(
+            f"the denoiser returned shape {tuple(x0_hat.shape)} for x_t of shape {tuple(x.shape)} at "
+            f"t = {t:.6g}; x0_hat must have the shape of x_t"
+        )
+    if not bool(torch.isfinite(x0_hat).all()):
+        raise ValueError(f"the denoiser returned NaN or infinite values at t = {t:.6g}")
+    return x0_hat.to(dtype=x.dtype, device=x.device)
+
+
+def _levels(schedule, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """eta and alpha on the grid, float64 (computed once per run)."""
+    eta = np.asarray(schedule.eta(ts), dtype=np.float64)
+    alpha = np.asarray(schedule.alpha(ts), dtype=np.float64)
+    return eta, alpha
+
+
+def _report(callback: Callback | None, i: int, ts, x, x_next, x0_hat) -> None:
+    if callback is not None:
+        callback({"i": i, "t": float(ts[i]), "t_next": float(ts[i + 1]), "x": x, "x_next": x_next,
+                  "x0_hat": x0_hat})
+
+
+def _check_noise(noise: Noise, n_steps: int, x: torch.Tensor) -> Noise:
+    """Per-step noise: ``n_steps`` (or ``n_steps - 1``) tensors shaped like x; entry i is used at step i."""
+    if noise is None:
+        return None
+    n = len(noise)
+    if n not in (n_steps, n_steps - 1):
+        raise ValueError(
+            f"noise must hold one tensor per step ({n_steps}, the last one unused; or {n_steps - 1}), got {n}"
+        )
+    for i in range(n):
+        if tuple(noise[i].shape) != tuple(x.shape):
+            raise ValueError(f"noise[{i}] has shape {tuple(noise[i].shape)}, expected {tuple(x.shape)} (as x)")
+    return noise
+
+
+def _noise(noise: Noise, i: int, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    if noise is None:
+        return randn_like(x, generator)
+    return noise[i].to(dtype=x.dtype, device=x.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# the solvers (k-diffusion style: model, state, grid)
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def sample_resshift(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    schedule,
+    generator: torch.Generator | None = None,
+    noise: Noise = None,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The official ResShift sampler on the levels ``eta_k = schedule.etas[k-1]``, k = T..1.
+
+    Step k (denoiser at t = k/T): ``x <- (eta_{k-1}/eta_k) x + (alpha_k/eta_k) x0_hat + std_k z_k`` with
+    ``std_k^2 = kappa^2 (eta_{k-1}/eta_k) alpha_k`` and no noise at k = 1, where ``eta_0 = 0`` makes the
+    mean equal to x0_hat: the output is the last x0 guess.  ``noise[s]`` is used at loop iteration s
+    (s = 0 is k = T), as in the official loop; otherwise z_k is drawn from ``generator``.
+    """
+    etas = np.asarray(schedule.etas, dtype=np.float64)
+    T, kappa = len(etas), float(schedule.kappa)
+    etas_prev = np.concatenate([[0.0], etas[:-1]])
+    ts = uniform_grid(T)
+    noise = _check_noise(noise, T, x)
+    for s in trange(T, disable=not progress, desc="resshift"):
+        k = T - s
+        x0_hat = _denoise(denoiser, x, float(ts[s]), y)
+        mean, variance = posterior_mean_variance(x, x0_hat, float(etas[k - 1]), float(etas_prev[k - 1]), kappa)
+        x_next = mean + math.sqrt(variance) * _noise(noise, s, x, generator) if k > 1 else mean
+        _report(callback, s, ts, x, x_next, x0_hat)
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def sample_euler(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts,
+    *,
+    schedule,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Euler on the PF-ODE in t: ``x <- x + (t_{i+1} - t_i) alpha(t_i) dx/d eta (x, x0_hat, eta(t_i))``."""
+    ts = check_grid(ts)
+    eta, alpha = _levels(schedule, ts)
+    for i in trange(len(ts) - 1, disable=not progress, desc="euler"):
+        x0_hat = _denoise(denoiser, x, float(ts[i]), y)
+        d = pf_drift(x, x0_hat, y, float(eta[i]), float(alpha[i]))
+        x_next = x + float(ts[i + 1] - ts[i]) * d
+        _report(callback, i, ts, x, x_next, x0_hat)
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def sample_heun(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts,
+    *,
+    schedule,
+    euler_tail: int = 0,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Heun on the PF-ODE in t:  ``x' = x + h d(x, t_i)``, ``x <- x + h (d(x, t_i) + d(x', t_{i+1}))/2``.
+
+    A step into t = 0 is a plain Euler step (the report's rule), and so are the last ``euler_tail``
+    steps (the dispatcher uses ``euler_tail = 2`` to spend an even nfe).
+    """
+    ts = check_grid(ts)
+    eta, alpha = _levels(schedule, ts)
+    n_steps = len(ts) - 1
+    euler_tail = check_int(euler_tail, "euler_tail", minimum=0)
+    for i in trange(n_steps, disable=not progress, desc="heun"):
+        h = float(ts[i + 1] - ts[i])
+        x0_hat = _denoise(denoiser, x, float(ts[i]), y)
+        d = pf_drift(x, x0_hat, y, float(eta[i]), float(alpha[i]))
+        x_next = x + h * d
+        if ts[i + 1] > 0 and i < n_steps - euler_tail:
+            x0_hat_2 = _denoise(denoiser, x_next, float(ts[i + 1]), y)
+            d_2 = pf_drift(x_next, x0_hat_2, y, float(eta[i + 1]), float(alpha[i + 1]))
+            x_next = x + h * 0.5 * (d + d_2)
+        _report(callback, i, ts, x, x_next, x0_hat)
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def sample_exp1(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts,
+    *,
+    schedule,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """First-order exponential integrator: ``x <- pf_exact_step(x, x0_hat, y, eta_i, eta_{i+1})``, i.e.
+    ``x0_hat + eta_b (y - x0_hat) + sqrt(eta_b/eta_a) (x - x0_hat - eta_a (y - x0_hat))``."""
+    ts = check_grid(ts)
+    eta, _ = _levels(schedule, ts)
+    for i in trange(len(ts) - 1, disable=not progress, desc="exp1"):
+        x0_hat = _denoise(denoiser, x, float(ts[i]), y)
+        x_next = pf_exact_step(x, x0_hat, y, float(eta[i]), float(eta[i + 1]))
+        _report(callback, i, ts, x, x_next, x0_hat)
+        x = x_next
+    return x
+
+
+def exp2m_weight(eta_a: float, eta_b: float) -> float:
+    r"""``W = s_b \int_{s_a}^{s_b} (s^2 - s_a^2)(1 + s^{-2}) ds`` with ``s = sqrt(eta)``:
+    ``W = s_b (s_b^3 - s_a^3)/3 + (1 - eta_a)(eta_b - s_a s_b) + eta_a (1 - s_b/s_a)``.
+
+    The exact weight of the slope ``D = d x0_hat / d eta`` in one PF-ODE step from eta_a to eta_b
+    (see :func:`exp2m_step`); ``W -> eta_a`` as ``eta_b -> 0``.
+    """
+    s_a, s_b = math.sqrt(eta_a), math.sqrt(eta_b)
+    return s_b * (s_b**3 - s_a**3) / 3.0 + (1.0 - eta_a) * (eta_b - s_a * s_b) + eta_a * (1.0 - s_b / s_a)
+
+
+def exp2m_step(
+    x_a: torch.Tensor,
+    x0_a: torch.Tensor,
+    x0_prev: torch.Tensor,
+    y: torch.Tensor,
+    eta_prev: float,
+    eta_a: float,
+    eta_b: float,
+) -> torch.Tensor:
+    r"""One exp2m step from eta_a to eta_b (eta_b may be 0): exact for x0_hat linear in eta.
+
+    With ``s = sqrt(eta)`` the PF-ODE reads ``d(x/s)/ds = y - x0_hat (1 + s^{-2})``.  Taking
+    ``x0_hat(eta) = x0_a + (eta - eta_a) D`` with ``D = (x0_a - x0_prev)/(eta_a - eta_prev)`` and
+    integrating exactly:
+
+        x_b = pf_exact_step(x_a, x0_a, y, eta_a, eta_b) - exp2m_weight(eta_a, eta_b) D.
+
+    At ``eta_b = 0`` this is ``x0_a - eta_a D``: x0_hat extrapolated linearly to eta = 0.
+    """
+    slope = (x0_a - x0_prev) / (eta_a - eta_prev)
+    return pf_exact_step(x_a, x0_a, y, eta_a, eta_b) - exp2m_weight(eta_a, eta_b) * slope
+
+
+@torch.no_grad()
+def sample_exp2m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts,
+    *,
+    schedule,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Second-order multistep exponential integrator (:func:`exp2m_step`); the first step is exp1."""
+    ts = check_grid(ts)
+    eta, _ = _levels(schedule, ts)
+    x0_prev = None
+    for i in trange(len(ts) - 1, disable=not progress, desc="exp2m"):
+        x0_hat = _denoise(denoiser, x, float(ts[i]), y)
+        if x0_prev is None:
+            x_next = pf_exact_step(x, x0_hat, y, float(eta[i]), float(eta[i + 1]))
+        else:
+            x_next = exp2m_step(x, x0_hat, x0_prev, y, float(eta[i - 1]), float(eta[i]), float(eta[i + 1]))
+        _report(callback, i, ts, x, x_next, x0_hat)
+        x, x0_prev = x_next, x0_hat
+    return x
+
+
+@torch.no_grad()
+def sample_euler_maruyama(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts,
+    *,
+    schedule,
+    generator: torch.Generator | None = None,
+    noise: Noise = None,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Euler–Maruyama on the reverse SDE in eta (``d_eta = eta_{i+1} - eta_i < 0``):
+    ``x <- x + d_eta reverse_sde_drift_eta(x, x0_hat, y, eta_i) + kappa sqrt(-d_eta) z_i``;
+    the step into eta = 0 adds no noise.  ``noise[i]`` (if given) is z_i, else z_i comes from ``generator``.
+    """
+    ts = check_grid(ts)
+    eta, _ = _levels(schedule, ts)
+    kappa = float(schedule.kappa)
+    noise = _check_noise(noise, len(ts) - 1, x)
+    for i in trange(len(ts) - 1, disable=not progress, desc="euler_maruyama"):
+        x0_hat = _denoise(denoiser, x, float(ts[i]), y)
+        d_eta = float(eta[i + 1] - eta[i])
+        x_next = x + d_eta * reverse_sde_drift_eta(x, x0_hat, y, float(eta[i]))
+        if eta[i + 1] > 0:
+            x_next = x_next + kappa * math.sqrt(-d_eta) * _noise(noise, i, x, generator)
+        _report(callback, i, ts, x, x_next, x0_hat)
+        x = x_next
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# the dispatcher
+# ---------------------------------------------------------------------------------------------
+def _check_solver(solver: str) -> str:
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
+    return solver
+
+
+def min_nfe(solver: str, T: int = 15) -> int:
+    """The smallest nfe a solver accepts (resshift: exactly T)."""
+    return {"resshift": T, "heun": 3, "exp2m": 2}.get(_check_solver(solver), 1)
+
+
+def _check_nfe(solver: str, nfe: int, T: int) -> int:
+    nfe = check_int(nfe, "nfe", minimum=1)
+    if solver == "resshift" and nfe != T:
+        raise ValueError(f"the resshift sampler evaluates the denoiser once per level: nfe must equal T = {T}, got {nfe}")
+    if nfe < min_nfe(solver, T):
+        why = {"heun": "one Heun step (2) plus the final Euler step (1)", "exp2m": "its first step is exp1"}
+        raise ValueError(f"nfe = {nfe} is too small for solver {solver!r}: it needs nfe >= "
+                         f"{min_nfe(solver, T)} ({why[solver]})")
+    return nfe
+
+
+def solver_grid(solver: str, nfe: int, rho: float = 1.0, T: int = 15) -> np.ndarray:
+    """The time grid (ending in 0) that ``sample(..., solver, nfe, rho)`` steps along."""
+    _check_solver(solver)
+    nfe = _check_nfe(solver, nfe, T)
+    _check_rho(rho)
+    if solver == "resshift":
+        return uniform_grid(T)
+    if solver == "heun":
+        return rho_grid((nfe + 1) // 2 if nfe % 2 else nfe // 2 + 1, rho, T)
+    return rho_grid(nfe, rho, T)
+
+
+def _check_schedule(schedule) -> None:
+    for attr in ("T", "kappa", "eta", "alpha"):
+        if not hasattr(schedule, attr):
+            raise TypeError(f"schedule must provide T, kappa, eta(t) and alpha(t); {type(schedule).__name__} "
+                            f"has no {attr!r}")
+
+
+def sample(
+    denoiser: Denoiser,
+    y: torch.Tensor,
+    *,
+    schedule,
+    solver: str,
+    nfe: int,
+    rho: float = 1.0,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    progress: bool = False,
+    callback: Callback | None = None,
+    noise: Noise = None,
+) -> torch.Tensor:
+    """Draw a sample: start at ``x_T`` (default ``prior_sample(y, eta(1), kappa, generator)``) and run
+    ``solver`` (one of :data:`SOLVERS`) with exactly ``nfe`` denoiser calls on the grid
+    :func:`solver_grid` (``rho``: see :mod:`ctlib.grids`; the resshift sampler ignores it).
+
+    ``y`` (B, ...) is the conditioning in the state space (upsampled LR image or its latent); the
+    sample has y's shape, dtype and device.  ``callback`` receives ``dict(i, t, t_next, x, x_next,
+    x0_hat)`` after every step.  ``noise`` (stochastic solvers only) gives the per-step noise
+    explicitly: a tensor (n_steps, *y.shape) or a sequence of tensors, entry i used at step i (the
+    last entry, for the noiseless final step, may be left out); otherwise noise is drawn from
+    ``generator``.  ``progress`` shows a tqdm bar.
+    """
+    _check_solver(solver)
+    _check_schedule(schedule)
+    if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.ndim < 1:
+        raise TypeError("y must be a floating-point tensor with the batch first, shape (B, ...)")
+    ts = solver_grid(solver, nfe, rho, schedule.T)
+    if noise is not None and solver not in STOCHASTIC_SOLVERS:
+        raise ValueError(f"noise is only used by the stochastic solvers {STOCHASTIC_SOLVERS}, not by {solver!r}")
+    if x_T is None:
+        x_T = prior_sample(y, float(schedule.eta(1.0)), schedule.kappa, generator=generator)
+    elif not isinstance(x_T, torch.Tensor):
+        raise TypeError(f"x_T must be a tensor, got {type(x_T).__name__}")
+    elif tuple(x_T.shape) != tuple(y.shape):
+        raise ValueError(f"x_T and y must have the same shape, got {tuple(x_T.shape)} and {tuple(y.shape)}")
+    x = x_T.to(dtype=y.dtype, device=y.device)
+
+    calls = 0
+
+    def counted(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return denoiser(x_t, t, cond)
+
+    common: dict[str, Any] = {"schedule": schedule, "callback": callback, "progress": progress}
+    if solver == "resshift":
+        out = sample_resshift(counted, x, y, generator=generator, noise=noise, **common)
+    elif solver == "euler":
+        out = sample_euler(counted, x, y, ts, **common)
+    elif solver == "heun":
+        out = sample_heun(counted, x, y, ts, euler_tail=0 if nfe % 2 else 2, **common)
+    elif solver == "exp1":
+        out = sample_exp1(counted, x, y, ts, **common)
+    elif solver == "exp2m":
+        out = sample_exp2m(counted, x, y, ts, **common)
+    else:
+        out = sample_euler_maruyama(counted, x, y, ts, generator=generator, noise=noise, **common)
+    if calls != nfe:  # pragma: no cover - an internal invariant
+        raise RuntimeError(f"solver {solver!r} called the denoiser {calls} times instead of nfe = {nfe}")
+    return out

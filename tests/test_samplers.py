@@ -1,0 +1,274 @@
+"""Samplers: exact nfe, evaluation times, exactness where the maths says so, shapes and dtypes,
+stochastic solvers, callbacks, progress bars, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from ctlib.diffusion import prior_sample, randn_like
+from ctlib.grids import rho_grid
+from ctlib.samplers import (
+    SOLVERS,
+    exp2m_step,
+    exp2m_weight,
+    sample,
+    sample_euler_maruyama,
+    sample_exp1,
+    sample_exp2m,
+    solver_grid,
+)
+from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
+from ctlib.toy import GaussianMixtureToy
+
+SCHED = ResShiftSchedule()
+ODE_SOLVERS = ("euler", "heun", "exp1", "exp2m")
+
+
+class Counting:
+    """A denoiser that records every call (times, shapes) and shrinks x towards 0.2 y."""
+
+    def __init__(self):
+        self.times: list[np.ndarray] = []
+
+    def __call__(self, x_t, t, y):
+        assert t.shape == (x_t.shape[0],) and t.dtype == x_t.dtype
+        assert bool((t > 0).all()) and bool((t <= 1).all())
+        self.times.append(t.detach().cpu().double().numpy())
+        return 0.5 * x_t / (1 + t.reshape([-1] + [1] * (x_t.ndim - 1))) + 0.2 * y
+
+
+def _y(shape=(3, 4), dtype=torch.float64, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.mark.parametrize("solver", [s for s in SOLVERS if s != "resshift"])
+@pytest.mark.parametrize("nfe", [3, 4, 5, 8, 15, 16, 30])
+@pytest.mark.parametrize("rho", [1.0, 7.0, -4.0])
+def test_exact_nfe(solver, nfe, rho):
+    den = Counting()
+    out = sample(den, _y(), schedule=SCHED, solver=solver, nfe=nfe, rho=rho, generator=torch.Generator().manual_seed(1))
+    assert len(den.times) == nfe
+    assert out.shape == (3, 4) and bool(torch.isfinite(out).all())
+
+
+def test_exact_nfe_resshift():
+    den = Counting()
+    sample(den, _y(), schedule=SCHED, solver="resshift", nfe=15, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose([t[0] for t in den.times], np.arange(15, 0, -1) / 15, rtol=1e-15)
+
+
+def test_euler_evaluates_at_k_over_T():
+    """Euler, rho = 1, nfe = 15 evaluates at t = 15/15, 14/15, ..., 1/15 (the report's code)."""
+    den = Counting()
+    sample(den, _y(), schedule=SCHED, solver="euler", nfe=15, rho=1.0, generator=torch.Generator().manual_seed(0))
+    times = np.array([t[0] for t in den.times])
+    np.testing.assert_allclose(times * 15, np.arange(15, 0, -1), rtol=0, atol=1e-12)
+
+
+def test_heun_nfe15_is_seven_heun_steps_plus_final_euler():
+    den = Counting()
+    sample(den, _y(), schedule=SCHED, solver="heun", nfe=15, rho=1.0, generator=torch.Generator().manual_seed(0))
+    times = np.array([t[0] for t in den.times])
+    g = rho_grid(8, 1.0, 15)  # 8 points from 1 to 1/15, then 0
+    expected = [g[0]] + [v for i in range(1, 8) for v in (g[i], g[i])]  # t_i, t_{i+1} per Heun step; final at 1/T
+    np.testing.assert_allclose(times, expected, rtol=1e-14)
+    np.testing.assert_allclose(solver_grid("heun", 15), g)
+    # an even nfe: 7 Heun steps, then the step into 1/T and the final step as Euler steps
+    den = Counting()
+    sample(den, _y(), schedule=SCHED, solver="heun", nfe=16, rho=1.0, generator=torch.Generator().manual_seed(0))
+    g = rho_grid(9, 1.0, 15)
+    expected = [g[0]] + [v for i in range(1, 8) for v in (g[i], g[i])] + [g[8]]
+    np.testing.assert_allclose([t[0] for t in den.times], expected, rtol=1e-14)
+
+
+def _constant_denoiser(c):
+    return lambda x_t, t, y: c.expand_as(x_t).clone()
+
+
+def _exact_constant_x0(x_T, c, y, eta_a, eta_b):
+    """PF-ODE with x0_hat = c: x(eta) = c + eta (y - c) + sqrt(eta/eta_a) (x_a - c - eta_a (y - c))."""
+    return c + eta_b * (y - c) + math.sqrt(eta_b / eta_a) * (x_T - c - eta_a * (y - c))
+
+
+@pytest.mark.parametrize("schedule", [SCHED, ExpAlphaSchedule.report()])
+@pytest.mark.parametrize("rho", [1.0, 8.0, -8.0])
+def test_exponential_integrators_exact_for_constant_x0(schedule, rho):
+    y, c = _y((4, 3)), _y((1, 3), seed=5)
+    x_T = prior_sample(y, float(schedule.eta(1.0)), schedule.kappa, generator=torch.Generator().manual_seed(2))
+    den = _constant_denoiser(c)
+    ts = rho_grid(6, rho, schedule.T)
+    eta_T, eta_end = float(schedule.eta(1.0)), float(schedule.eta(float(ts[-2])))
+    exact_end = _exact_constant_x0(x_T, c, y, eta_T, eta_end)
+    for fn in (sample_exp1, sample_exp2m):
+        torch.testing.assert_close(fn(den, x_T, y, ts[:-1], schedule=schedule), exact_end, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fn(den, x_T, y, ts, schedule=schedule), c.expand_as(y), rtol=1e-12, atol=1e-12)
+    # the closed form really is the ODE's solution (scipy), and Euler is not exact on it
+    rhs = lambda e, x: ((y - c) + (torch.from_numpy(x).reshape(y.shape) - (1 - e) * c - e * y) / (2 * e)).numpy().ravel()  # noqa: E731
+    ref = solve_ivp(rhs, (eta_T, eta_end), x_T.numpy().ravel(), rtol=1e-12, atol=1e-12, method="DOP853").y[:, -1]
+    np.testing.assert_allclose(exact_end.numpy().ravel(), ref, rtol=1e-8, atol=1e-9)
+    euler = sample(den, y, schedule=schedule, solver="euler", nfe=6, rho=rho, x_T=x_T)
+    assert float((euler - c).abs().max()) > 1e-4
+
+
+@pytest.mark.parametrize("eta_prev, eta_a, eta_b", [(0.5, 0.3, 0.1), (0.98, 0.6, 0.59), (0.05, 0.02, 0.0004),
+                                                    (0.2, 0.05, 0.0), (0.9, 0.4, 0.0)])
+def test_exp2m_step_exact_for_x0_linear_in_eta(eta_prev, eta_a, eta_b):
+    """One exp2m step against scipy on dx/ds = s (y - x0) + (x - x0)/s with x0(eta) = a + b eta."""
+    g = torch.Generator().manual_seed(3)
+    a, b, y, x_a = (torch.randn(5, dtype=torch.float64, generator=g) for _ in range(4))
+    x0 = lambda eta: a + b * eta  # noqa: E731
+    out = exp2m_step(x_a[None], x0(eta_a)[None], x0(eta_prev)[None], y[None], eta_prev, eta_a, eta_b)[0]
+
+    def rhs(s, x):
+        x = torch.from_numpy(x)
+        return (s * (y - x0(s * s)) + (x - x0(s * s)) / s).numpy()
+
+    s_end = math.sqrt(eta_b) if eta_b > 0 else 1e-9
+    ref = solve_ivp(rhs, (math.sqrt(eta_a), s_end), x_a.numpy(), rtol=1e-12, atol=1e-13, method="DOP853").y[:, -1]
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-8, atol=1e-8)
+    if eta_b == 0:  # the limit: x0 extrapolated linearly to eta = 0
+        torch.testing.assert_close(out, a, rtol=1e-12, atol=1e-12)
+        assert exp2m_weight(eta_a, 0.0) == pytest.approx(eta_a)
+    assert exp2m_weight(eta_a, eta_a) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_exp2m_exact_after_its_first_step():
+    """With x0_hat = a + b eta(t) (any x), every exp2m step after the first (exp1) is exact."""
+    sched = ResShiftSchedule()
+    y, a, b = _y((2, 3), seed=1), _y((1, 3), seed=2), _y((1, 3), seed=3)
+    den = lambda x_t, t, y_: (a + b * sched.eta(t).reshape(-1, 1)).expand_as(x_t).clone()  # noqa: E731
+    ts = rho_grid(7, 4.0)
+    x_T = prior_sample(y, float(sched.eta(1.0)), sched.kappa, generator=torch.Generator().manual_seed(0))
+    states = []
+    out = sample_exp2m(den, x_T, y, ts[:-1], schedule=sched, callback=lambda d: states.append(d["x_next"]))
+    eta = sched.eta(ts)
+    x1 = states[0]
+
+    def rhs(s, x):
+        x0 = (a + b * s * s)[0]
+        xx = torch.from_numpy(x).reshape(y.shape)
+        return (s * (y - x0) + (xx - x0) / s).numpy().ravel()
+
+    ref = solve_ivp(rhs, (math.sqrt(eta[1]), math.sqrt(eta[-2])), x1.numpy().ravel(), rtol=1e-12, atol=1e-13,
+                    method="DOP853").y[:, -1]
+    np.testing.assert_allclose(out.numpy().ravel(), ref, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 3), (2, 1, 3, 4)])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_any_shape_and_dtype(shape, solver):
+    """Any (B, ...) shape; float32 keeps float32 and agrees with float64 (same start and noise)."""
+    nfe = 15 if solver == "resshift" else 6
+    y = _y(shape)
+    x_T = prior_sample(y, float(SCHED.eta(1.0)), SCHED.kappa, generator=torch.Generator().manual_seed(7))
+    noise = torch.randn((nfe, *shape), generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    outs = {}
+    for dtype in (torch.float32, torch.float64):
+        outs[dtype] = sample(Counting(), y.to(dtype), schedule=SCHED, solver=solver, nfe=nfe, rho=4.0,
+                             x_T=x_T.to(dtype), noise=noise.to(dtype) if solver in ("resshift", "euler_maruyama") else None)
+        assert outs[dtype].shape == shape and outs[dtype].dtype == dtype
+    torch.testing.assert_close(outs[torch.float32].double(), outs[torch.float64], rtol=1e-5, atol=1e-5)
+
+
+def test_default_start_and_generator():
+    y = _y()
+    a = sample(Counting(), y, schedule=SCHED, solver="euler", nfe=4, generator=torch.Generator().manual_seed(11))
+    b = sample(Counting(), y, schedule=SCHED, solver="euler", nfe=4,
+               x_T=prior_sample(y, float(SCHED.eta(1.0)), SCHED.kappa, generator=torch.Generator().manual_seed(11)))
+    c = sample(Counting(), y, schedule=SCHED, solver="euler", nfe=4, generator=torch.Generator().manual_seed(12))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_euler_maruyama_noise_explicit_or_drawn():
+    y = _y()
+    x_T = prior_sample(y, float(SCHED.eta(1.0)), SCHED.kappa, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(5)
+    drawn = sample(Counting(), y, schedule=SCHED, solver="euler_maruyama", nfe=6, x_T=x_T, generator=g)
+    g = torch.Generator().manual_seed(5)
+    noise = [randn_like(y, g) for _ in range(5)]  # one per step but the last (noiseless) one
+    explicit = sample(Counting(), y, schedule=SCHED, solver="euler_maruyama", nfe=6, x_T=x_T, noise=noise)
+    torch.testing.assert_close(drawn, explicit, rtol=0, atol=0)
+    # the step into eta = 0 lands exactly on the last x0 guess
+    last = []
+    sample_euler_maruyama(Counting(), x_T, y, rho_grid(6), schedule=SCHED, noise=noise,
+                          callback=lambda d: last.append((d["x_next"], d["x0_hat"])))
+    torch.testing.assert_close(last[-1][0], last[-1][1], rtol=1e-12, atol=1e-12)
+
+
+def test_euler_maruyama_samples_a_gaussian():
+    """x0 ~ N(m, s0^2): the reverse SDE started from the true marginal at t = 1 ends at N(m, s0^2).
+    With 100 Euler–Maruyama steps the std is 2% high (the O(h) bias; 0.5-0.9% with 200 steps) and
+    the sampling error of n = 10^4 draws is 0.7%; 3 steps are far off."""
+    m, s0, n = 0.4, 0.3, 10_000
+    toy = GaussianMixtureToy([[m]], s0, [1.0], [-0.2], SCHED)
+    g = torch.Generator().manual_seed(0)
+    x_1 = toy.sample_xt(n, 1.0, g)
+    out = sample(toy.denoiser, toy.y_batch(n), schedule=SCHED, solver="euler_maruyama", nfe=100, rho=1.0,
+                 x_T=x_1, generator=g)[:, 0]
+    assert abs(float(out.mean()) - m) < 0.015
+    assert abs(float(out.std()) / s0 - 1) < 0.045
+    few = sample(toy.denoiser, toy.y_batch(n), schedule=SCHED, solver="euler_maruyama", nfe=3, x_T=x_1, generator=g)
+    assert abs(float(few[:, 0].std()) / s0 - 1) > 0.5
+
+
+def test_callback_reports_every_step():
+    steps = []
+    out = sample(Counting(), _y(), schedule=SCHED, solver="exp2m", nfe=5, rho=4.0,
+                 generator=torch.Generator().manual_seed(0), callback=steps.append)
+    ts = solver_grid("exp2m", 5, 4.0)
+    assert [s["i"] for s in steps] == list(range(5))
+    np.testing.assert_allclose([s["t"] for s in steps], ts[:-1])
+    np.testing.assert_allclose([s["t_next"] for s in steps], ts[1:])
+    for prev, nxt in zip(steps, steps[1:]):
+        assert torch.equal(prev["x_next"], nxt["x"])
+    assert torch.equal(steps[-1]["x_next"], out)
+
+
+def test_progress_bar(capsys):
+    sample(Counting(), _y(), schedule=SCHED, solver="heun", nfe=5, generator=torch.Generator().manual_seed(0))
+    assert "heun" not in capsys.readouterr().err
+    sample(Counting(), _y(), schedule=SCHED, solver="heun", nfe=5, progress=True,
+           generator=torch.Generator().manual_seed(0))
+    assert "heun" in capsys.readouterr().err
+
+
+def test_bad_input():
+    y = _y()
+    kw = {"schedule": SCHED, "generator": torch.Generator().manual_seed(0)}
+    with pytest.raises(ValueError, match="unknown solver 'rk4'.*resshift, euler, heun, exp1, exp2m, euler_maruyama"):
+        sample(Counting(), y, solver="rk4", nfe=5, **kw)
+    with pytest.raises(ValueError, match="rho"):
+        sample(Counting(), y, solver="euler", nfe=5, rho=0, **kw)
+    with pytest.raises(ValueError, match="nfe must be an integer >= 1"):
+        sample(Counting(), y, solver="euler", nfe=0, **kw)
+    with pytest.raises(ValueError, match="nfe must be an integer"):
+        sample(Counting(), y, solver="euler", nfe=2.5, **kw)
+    with pytest.raises(ValueError, match="too small for solver 'heun'"):
+        sample(Counting(), y, solver="heun", nfe=2, **kw)
+    with pytest.raises(ValueError, match="too small for solver 'exp2m'"):
+        sample(Counting(), y, solver="exp2m", nfe=1, **kw)
+    with pytest.raises(ValueError, match="must equal T = 15"):
+        sample(Counting(), y, solver="resshift", nfe=10, **kw)
+    with pytest.raises(ValueError, match="x_T and y must have the same shape"):
+        sample(Counting(), y, solver="euler", nfe=5, x_T=torch.zeros(3, 5, dtype=torch.float64), **kw)
+    with pytest.raises(TypeError, match="y must be a floating-point tensor"):
+        sample(Counting(), np.zeros((3, 4)), solver="euler", nfe=5, **kw)
+    with pytest.raises(TypeError, match="schedule must provide"):
+        sample(Counting(), y, schedule=object(), solver="euler", nfe=5)
+    with pytest.raises(ValueError, match="noise is only used by the stochastic solvers"):
+        sample(Counting(), y, solver="exp1", nfe=5, noise=torch.zeros(5, 3, 4), **kw)
+    with pytest.raises(ValueError, match="one tensor per step"):
+        sample(Counting(), y, solver="euler_maruyama", nfe=5, noise=torch.zeros(2, 3, 4), **kw)
+    with pytest.raises(ValueError, match=r"noise\[0\] has shape"):
+        sample(Counting(), y, solver="euler_maruyama", nfe=5, noise=torch.zeros(5, 3, 5), **kw)
+    with pytest.raises(ValueError, match=r"returned shape \(3, 1\) for x_t of shape \(3, 4\)"):
+        sample(lambda x, t, c: x[:, :1], y, solver="euler", nfe=5, **kw)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sample(lambda x, t, c: x * float("nan"), y, solver="exp2m", nfe=5, **kw)
+    with pytest.raises(TypeError, match="must return a tensor"):
+        sample(lambda x, t, c: x.numpy(), y, solver="euler", nfe=5, **kw)
