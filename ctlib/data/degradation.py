@@ -50,8 +50,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import special
 
 __all__ = [
     "KERNEL_TYPES",
@@ -262,14 +264,14 @@ def _check_size(size: int) -> int:
     return size
 
 
-def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Centred pixel coordinates: x grows along columns, y along rows."""
-    ax = torch.arange(size, dtype=_F64) - (size - 1) / 2
-    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
+    ax = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    xx, yy = np.meshgrid(ax, ax, indexing="xy")
     return xx, yy
 
 
-def _mahalanobis2(size: int, sigma_x: float, sigma_y: float, theta: float) -> torch.Tensor:
+def _mahalanobis2(size: int, sigma_x: float, sigma_y: float, theta: float) -> np.ndarray:
     """x^T Sigma^-1 x on the grid, Sigma = R(theta) diag(sigma_x^2, sigma_y^2) R(theta)^T."""
     if not (sigma_x > 0 and sigma_y > 0):
         raise ValueError(f"sigma_x and sigma_y must be > 0, got {sigma_x!r}, {sigma_y!r}")
@@ -280,11 +282,15 @@ def _mahalanobis2(size: int, sigma_x: float, sigma_y: float, theta: float) -> to
     return (u / sigma_x) ** 2 + (v / sigma_y) ** 2
 
 
+def _normalised(k: np.ndarray) -> torch.Tensor:
+    # kernels are small: numpy avoids torch's per-op thread-pool overhead
+    return torch.from_numpy(k / k.sum())
+
+
 def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0) -> torch.Tensor:
     """Bivariate Gaussian exp(-q/2), q = x^T Sigma^-1 x; isotropic when ``sigma_y`` is None."""
     sy = sigma_x if sigma_y is None else sigma_y
-    k = torch.exp(-0.5 * _mahalanobis2(size, sigma_x, sy, theta if sigma_y is not None else 0.0))
-    return k / k.sum()
+    return _normalised(np.exp(-0.5 * _mahalanobis2(size, sigma_x, sy, theta if sigma_y is not None else 0.0)))
 
 
 def generalized_gaussian_kernel(
@@ -295,8 +301,7 @@ def generalized_gaussian_kernel(
         raise ValueError(f"beta must be > 0, got {beta!r}")
     sy = sigma_x if sigma_y is None else sigma_y
     q = _mahalanobis2(size, sigma_x, sy, theta if sigma_y is not None else 0.0)
-    k = torch.exp(-0.5 * q.pow(beta))
-    return k / k.sum()
+    return _normalised(np.exp(-0.5 * q**beta))
 
 
 def plateau_kernel(
@@ -307,23 +312,21 @@ def plateau_kernel(
         raise ValueError(f"beta must be > 0, got {beta!r}")
     sy = sigma_x if sigma_y is None else sigma_y
     q = _mahalanobis2(size, sigma_x, sy, theta if sigma_y is not None else 0.0)
-    k = 1.0 / (q.pow(beta) + 1.0)
-    return k / k.sum()
+    return _normalised(1.0 / (q**beta + 1.0))
 
 
 def sinc_kernel(size: int, omega_c: float) -> torch.Tensor:
     """Circularly symmetric low-pass (2-D sinc): omega_c J1(omega_c r) / (2 pi r), normalised.
 
-    The centre takes the limit omega_c^2 / (4 pi).
+    The centre takes the limit omega_c^2 / (4 pi). J1 is scipy's (float64-accurate).
     """
     if not (0 < omega_c <= math.pi + 1e-12):
         raise ValueError(f"omega_c must lie in (0, pi], got {omega_c!r}")
     xx, yy = _grid(_check_size(size))
-    r = torch.sqrt(xx**2 + yy**2)
-    safe_r = torch.where(r > 0, r, torch.ones_like(r))
-    k = omega_c * torch.special.bessel_j1(omega_c * safe_r) / (2 * math.pi * safe_r)
-    k = torch.where(r > 0, k, torch.full_like(k, omega_c**2 / (4 * math.pi)))
-    return k / k.sum()
+    r = np.sqrt(xx**2 + yy**2)
+    safe_r = np.where(r > 0, r, 1.0)
+    k = omega_c * special.j1(omega_c * safe_r) / (2 * math.pi * safe_r)
+    return _normalised(np.where(r > 0, k, omega_c**2 / (4 * math.pi)))
 
 
 def pulse_kernel(size: int) -> torch.Tensor:
