@@ -3,6 +3,7 @@
 Commands
 --------
 reproduce   run the kit's notebooks headless with papermill, in order, into ``results/<profile>/``
+train       discrete pretraining or continuous fine-tuning (also under ``torchrun``)
 """
 
 from __future__ import annotations
@@ -95,6 +96,27 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import RunFolderError, TrainingDiverged, run_training
+
+    try:
+        summary = run_training(
+            args.profile, args.mode, args.out, init=args.init, official_unet=args.official_unet,
+            official_vq=args.official_vq, data_dir=args.data, device=args.device, resume=args.resume,
+            overwrite=args.overwrite, progress=not args.no_progress, seed=args.seed, iterations=args.iterations,
+            batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr, degradation=args.degradation,
+            crop_size=args.crop_size, warmup=args.warmup, ema_decay=args.ema_decay, val_every=args.val_every,
+            ckpt_every=args.ckpt_every,
+        )
+    except (RunFolderError, TrainingDiverged) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if "model" in summary:
+        print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s, last loss {summary['last_loss']:.4g}")
+        print(f"model: {summary['model']}   log: {Path(summary['out_dir']) / 'log.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ctlib", description="Continuous-in-time ResShift kit")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -106,6 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--only", nargs="+", metavar="NN", help="run only these notebook numbers, e.g. --only 01 03")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce)
+
+    tp = sub.add_parser("train", help="discrete pretraining or continuous fine-tuning (torchrun for DDP)")
+    tp.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)}")
+    tp.add_argument("--mode", choices=("discrete", "continuous"), default="continuous",
+                    help="discrete: t = k/T (ResShift pretraining); continuous: t ~ U(1/T, 1) (the report)")
+    tp.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, model.pt)")
+    tp.add_argument("--init", help="start from this kit checkpoint (e.g. the shipped baseline)")
+    tp.add_argument("--official-unet", help="resshift_realsrx4_s15_v1.pth (paper profile)")
+    tp.add_argument("--official-vq", help="autoencoder_vq_f4.pth (paper profile)")
+    tp.add_argument("--data", help="folder of HR images (recursive; default: the bundled photos)")
+    tp.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    tp.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tp.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    tp.add_argument("--seed", type=int)
+    tp.add_argument("--iterations", type=int)
+    tp.add_argument("--batch-size", type=int)
+    tp.add_argument("--micro-batch", type=int)
+    tp.add_argument("--lr", type=float)
+    tp.add_argument("--crop-size", type=int)
+    tp.add_argument("--warmup", type=int)
+    tp.add_argument("--ema-decay", type=float)
+    tp.add_argument("--val-every", type=int)
+    tp.add_argument("--ckpt-every", type=int)
+    tp.add_argument("--degradation", choices=("bicubic", "realesrgan", "mix"))
+    tp.add_argument("--no-progress", action="store_true")
+    tp.set_defaults(func=cmd_train)
     return ap
 
 

@@ -1,0 +1,599 @@
+r"""Training: discrete ResShift pretraining and continuous-time fine-tuning, one loop for both.
+
+The loss is the official one, ``|| f_theta(x_t, y, t) - x0 ||^2`` (x0 prediction, plain MSE), with
+``x_t ~ q(x_t | x0, y) = N(x0 + eta(t) (y - x0), kappa^2 eta(t) I)`` and
+
+* ``mode="discrete"``:   ``t = k/T`` with ``k`` uniform on ``1..T`` (ResShift pretraining);
+* ``mode="continuous"``: ``t ~ U(1/T, 1)`` (the report's fine-tuning), ``eta(t)`` from the schedule.
+
+The network is called through the same denoiser wrapper the samplers use (``wrapper.condition(lr)``
+then ``cond(x_t, t, y)``), so the time input ``T t - 1``, the input scaling and the conditioning are
+identical in training and sampling by construction (the report's code reversed the time input in
+training: erratum 5; ``tests/test_train.py`` checks the agreement).
+
+Recipe knobs (REFERENCE.md section 4): AdamW (weight decay 0), learning rate with linear warm-up,
+a global batch accumulated over micro-batches, EMA of the weights (0.999), mixed precision on CUDA
+(bfloat16 autocast), optional gradient clipping.  Every random draw (crops, degradations, t, noise)
+comes from one ``torch.Generator`` whose state is checkpointed, so a resumed run gives the same
+weights as an uninterrupted one.  Under ``torchrun`` (DDP) every rank draws the same global batch
+and trains on its own slice, so N processes match one process with the same global batch.
+
+Checkpoints are written atomically (temporary file, then rename): ``last.pt`` holds the model, the
+EMA, the optimiser, the step and the generator state; ``model.pt`` is the kit's checkpoint format
+(EMA weights + config + schedule + metadata, see :mod:`ctlib.nn.checkpoint`).  A non-finite loss
+stops training with :class:`TrainingDiverged` and leaves the last good checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._checks import check_int, check_positive
+from .diffusion import q_sample
+from .schedule import ResShiftSchedule, Schedule
+
+__all__ = [
+    "TrainConfig",
+    "TrainingDiverged",
+    "RunFolderError",
+    "sample_t",
+    "learning_rate",
+    "EMA",
+    "training_loss",
+    "network_x0",
+    "train",
+    "atomic_save",
+    "PairSource",
+    "DEGRADATIONS",
+]
+
+MODES = ("discrete", "continuous")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunFolderError(RuntimeError):
+    """The output folder holds another run (refused unless resuming or told to overwrite)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved with every checkpoint)."""
+
+    mode: str = "continuous"
+    iterations: int = 1000
+    batch_size: int = 16
+    micro_batch: int = 8
+    lr: float = 5e-5
+    warmup: int = 0
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: float | None = None
+    amp: bool | None = None  # None: bfloat16 autocast on CUDA, off on CPU
+    seed: int = 123456
+    log_every: int = 10
+    val_every: int = 0
+    ckpt_every: int = 100
+    extra: dict = field(default_factory=dict)  # free-form: data, degradation, profile, ...
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check_int(self.iterations, "iterations", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.micro_batch, "micro_batch", minimum=1)
+        if self.micro_batch > self.batch_size:
+            raise ValueError(f"micro_batch ({self.micro_batch}) must not exceed batch_size ({self.batch_size})")
+        check_positive(self.lr, "lr")
+        check_int(self.warmup, "warmup", minimum=0)
+        check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.grad_clip is not None:
+            check_positive(self.grad_clip, "grad_clip")
+
+
+def sample_t(mode: str, T: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training times (float64, shape (n,)): ``k/T`` with ``k ~ U{1..T}`` (discrete) or ``U(1/T, 1)``."""
+    if mode == "discrete":
+        return torch.randint(1, T + 1, (n,), generator=generator).double() / T
+    if mode == "continuous":
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        return 1.0 / T + (1.0 - 1.0 / T) * u
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def learning_rate(step: int, base_lr: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant (the official recipe)."""
+    if warmup <= 0:
+        return base_lr
+    return base_lr * min(1.0, (step + 1) / warmup)
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for p_ema, p in zip(self.model.parameters(), model.parameters()):
+            p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+def network_x0(wrapper: Any, net: Callable[..., torch.Tensor], x_t: torch.Tensor, t: torch.Tensor,
+               lq: torch.Tensor) -> torch.Tensor:
+    """The raw network's x0 prediction for training: ``net(*wrapper.network_input(x_t, t), lq=lq)``.
+
+    ``wrapper.network_input`` is the very function the sampling-time denoiser uses (input scaling
+    and the time index ``T t - 1``), so training and sampling feed the network alike.  No clamp here:
+    the official training loss is on the unclamped prediction.
+    """
+    x_in, index = wrapper.network_input(x_t, t.double())
+    return net(x_in, index.to(x_t.device), lq=lq)
+
+
+def training_loss(
+    predict_x0: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor,
+    schedule: Schedule,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """Per-sample ``mean((f_theta(x_t, y, t) - x0)^2)`` with ``x_t = q_sample(x0, y, eta(t), kappa, noise)``;
+    ``predict_x0(x_t, t)`` is the network's prediction (see :func:`network_x0`)."""
+    eta = schedule.eta(t.double()).to(x0.dtype)
+    x_t = q_sample(x0, y, eta, schedule.kappa, noise=noise)
+    x0_hat = predict_x0(x_t, t)
+    return ((x0_hat.float() - x0.float()) ** 2).flatten(1).mean(1)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# training pairs
+# ---------------------------------------------------------------------------------------------
+DEGRADATIONS = ("bicubic", "realesrgan", "mix")
+
+
+class PairSource:
+    """``source(n, generator) -> (hr, lr)``: ``n`` random HR crops (float32 in [0, 1], sides
+    ``crop_size``) and their LR images (sides ``crop_size / 4``).
+
+    ``images``: a list of (3, H, W) tensors (uint8 or float in [0, 1]; e.g. the bundled training
+    photos) or a dataset/sequence of file paths read on demand (e.g. an ImageNet folder).  A crop is
+    a uniform photo, a uniform position and a horizontal flip with probability 1/2; with
+    ``official_crop`` it is the official recipe (reflect-pad to 300, random 256 crop, flip).
+    ``degradation``: ``"bicubic"`` (MATLAB imresize x1/4, 8-bit levels: the report's test LR),
+    ``"realesrgan"`` (the official training degradation), or ``"mix"`` (each batch item is
+    Real-ESRGAN-degraded with probability ``mix_prob``, else bicubic).  Every draw comes from the
+    generator passed in.
+    """
+
+    def __init__(self, images: Any, crop_size: int = 256, degradation: str = "bicubic", *,
+                 mix_prob: float = 0.5, official_crop: bool = False) -> None:
+        if degradation not in DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}")
+        crop_size = check_int(crop_size, "crop_size", minimum=4)
+        if crop_size % 4:
+            raise ValueError(f"crop_size must be a multiple of 4 (x4 super-resolution), got {crop_size}")
+        if len(images) == 0:
+            raise ValueError("no training images: the image list or folder is empty")
+        self.images, self.crop_size, self.degradation = images, crop_size, degradation
+        self.mix_prob, self.official_crop = float(mix_prob), bool(official_crop)
+
+    def _image(self, k: int) -> torch.Tensor:
+        img = self.images[k]
+        if not isinstance(img, torch.Tensor):  # a path (or a dataset item that is a path)
+            from .data import read_image_tensor
+
+            img = read_image_tensor(img)
+        return img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+
+    def _crop(self, img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from .data import crop_official
+
+        if self.official_crop:
+            return crop_official(img, generator, gt_size=self.crop_size)
+        size = self.crop_size
+        h, w = img.shape[-2:]
+        if min(h, w) < size:
+            raise ValueError(f"a training image of {h}x{w} is smaller than the crop size {size}")
+        top = int(torch.randint(h - size + 1, (1,), generator=generator))
+        left = int(torch.randint(w - size + 1, (1,), generator=generator))
+        crop = img[:, top:top + size, left:left + size]
+        return crop.flip(-1) if float(torch.rand(1, generator=generator)) < 0.5 else crop
+
+    def __call__(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        from .data import REALESRGAN_TRAIN, bicubic_lr, degrade
+
+        idx = torch.randint(len(self.images), (n,), generator=generator).tolist()
+        hr = torch.stack([self._crop(self._image(k), generator) for k in idx]).contiguous()
+        if self.degradation == "bicubic":
+            return hr, bicubic_lr(hr)
+        if self.degradation == "realesrgan":
+            return hr, degrade(hr, generator, REALESRGAN_TRAIN)
+        use_real = (torch.rand(n, generator=generator) < self.mix_prob).tolist()
+        lr = bicubic_lr(hr)
+        if any(use_real):
+            sel = [i for i, u in enumerate(use_real) if u]
+            lr[sel] = degrade(hr[sel], generator, REALESRGAN_TRAIN)
+        return hr, lr
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _check_run_folder(out_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
+    """Return True when the run resumes from ``out_dir/last.pt``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunFolderError(f"output path {out_dir} exists and is not a folder")
+    last = out_dir / "last.pt"
+    if resume:
+        return last.exists()
+    if overwrite or not out_dir.exists():
+        return False
+    taken = [p.name for p in out_dir.iterdir() if p.name in ("last.pt", "model.pt", "train_config.json", "log.csv")]
+    if taken:
+        raise RunFolderError(
+            f"{out_dir} already holds a training run ({', '.join(sorted(taken))}); "
+            "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
+        )
+    return False
+
+
+def train(
+    wrapper: Any,
+    schedule: Schedule,
+    data: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    progress: bool = True,
+    model_meta: dict | None = None,
+) -> dict[str, Any]:
+    """Train ``wrapper.net`` and write checkpoints and a CSV log to ``out_dir``.
+
+    ``wrapper`` is a :class:`ctlib.nn.ResShiftDenoiser`: ``wrapper.network`` is the trained module,
+    ``wrapper.encode`` maps HR images in [-1, 1] to the state space (identity in pixel space, the
+    frozen VQ encoder in latent space), ``wrapper.condition(lr)`` gives ``cond.y`` and the network
+    condition ``cond.lq``, ``wrapper.network_input`` the network's inputs.  ``data(n, generator)``
+    returns ``n`` (HR, LR) pairs in [0, 1] drawn from ``generator``.  ``validate(ema_net)`` may return metrics to log.
+    Returns a summary dict (steps, last loss, seconds, paths).
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    rank, world = _dist_info()
+    if config.batch_size % world != 0:
+        raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the number of processes ({world})")
+    local_batch = config.batch_size // world
+    resuming = _check_run_folder(out_dir, config, resume, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    net: nn.Module = wrapper.network.to(device).train()
+    if getattr(wrapper, "autoencoder", None) is not None:
+        wrapper.autoencoder.to(device)
+    ema = EMA(net, config.ema_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    use_amp = config.amp if config.amp is not None else device.type == "cuda"
+    step, history = 0, []
+
+    if resuming:
+        state = torch.load(out_dir / "last.pt", map_location=device, weights_only=True)
+        saved = TrainConfig(**state["config"])
+        if asdict(saved) | {"iterations": 0} != asdict(config) | {"iterations": 0}:
+            raise RunFolderError(
+                f"{out_dir / 'last.pt'} was written with another configuration; resume with the same settings "
+                f"(saved: {json.dumps(asdict(saved))})"
+            )
+        net.load_state_dict(state["model"])
+        ema.model.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["rng"])
+        step = int(state["step"])
+    elif rank == 0:
+        (out_dir / "train_config.json").write_text(json.dumps(
+            {"train": asdict(config), "schedule": schedule.to_dict(), "model": model_meta or {}}, indent=2))
+        with open(out_dir / "log.csv", "w", newline="") as f:
+            csv.writer(f).writerow(["step", "loss", "lr", "seconds", "val"])
+
+    ddp_net = net
+    if world > 1:
+        ddp_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def save_last() -> None:
+        if rank != 0:
+            return
+        atomic_save({"config": asdict(config), "schedule": schedule.to_dict(), "step": step,
+                     "model": net.state_dict(), "ema": ema.model.state_dict(),
+                     "optimizer": optimizer.state_dict(), "rng": generator.get_state()}, out_dir / "last.pt")
+
+    start, last_loss = time.perf_counter(), float("nan")
+    bar = tqdm(total=config.iterations, initial=step, desc=f"train [{config.mode}]", disable=not progress or rank != 0)
+    while step < config.iterations:
+        lr_now = learning_rate(step, config.lr, config.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+        # the global batch, drawn identically on every rank; each rank trains on its slice
+        hr, lr_img = data(config.batch_size, generator)
+        t = sample_t(config.mode, schedule.T, config.batch_size, generator)
+        with torch.no_grad():
+            x0_all = wrapper.encode(hr.to(device) * 2 - 1)
+        noise_all = torch.randn(x0_all.shape, generator=generator, dtype=x0_all.dtype).to(device)
+        lo, hi = rank * local_batch, (rank + 1) * local_batch
+        optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        starts = list(range(lo, hi, config.micro_batch))
+        for j, m0 in enumerate(starts):
+            m1 = min(m0 + config.micro_batch, hi)
+            with torch.no_grad():
+                cond = wrapper.condition(lr_img[m0:m1].to(device) * 2 - 1)
+            if cond.y.shape != x0_all[m0:m1].shape:
+                raise ValueError(f"HR crops {tuple(hr.shape)} need sides that are multiples of "
+                                 f"{wrapper.lr_multiple * wrapper.sf} pixels (the network's size multiple)")
+            sync = j == len(starts) - 1 or world == 1
+            ctx = ddp_net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
+            with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                def predict(x_t, t_, lq=cond.lq):
+                    return network_x0(wrapper, ddp_net, x_t, t_, lq)
+
+                losses = training_loss(predict, x0_all[m0:m1], cond.y, t[m0:m1].to(device), schedule,
+                                       noise_all[m0:m1])
+                loss = losses.sum() / local_batch
+            loss.backward()
+            total += loss.detach()
+        if world > 1:
+            torch.distributed.all_reduce(total)
+            total /= world
+        last_loss = float(total)
+        if not math.isfinite(last_loss):
+            raise TrainingDiverged(
+                f"non-finite loss ({last_loss}) at step {step + 1}; stopped. The last good checkpoint "
+                f"({out_dir / 'last.pt'}) is intact: lower the learning rate or enable gradient clipping"
+            )
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        optimizer.step()
+        ema.update(net)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{last_loss:.4g}", lr=f"{lr_now:.2g}")
+        val = {}
+        if validate is not None and config.val_every and step % config.val_every == 0 and rank == 0:
+            val = validate(ema.model)
+        if rank == 0 and (step % config.log_every == 0 or val or step == config.iterations):
+            history.append({"step": step, "loss": last_loss, "lr": lr_now, "val": val})
+            with open(out_dir / "log.csv", "a", newline="") as f:
+                csv.writer(f).writerow([step, f"{last_loss:.6g}", f"{lr_now:.3g}",
+                                        f"{time.perf_counter() - start:.1f}", json.dumps(val) if val else ""])
+        if config.ckpt_every and step % config.ckpt_every == 0:
+            save_last()
+    bar.close()
+    save_last()
+    summary = {"steps": step, "last_loss": last_loss, "seconds": time.perf_counter() - start,
+               "out_dir": str(out_dir), "history": history}
+    if rank == 0:
+        from .nn.checkpoint import save_checkpoint
+
+        meta = {"train": asdict(config), "steps": step, "last_loss": last_loss, **(model_meta or {})}
+        save_checkpoint(out_dir / "model.pt", ema.model, schedule=schedule, denoiser=wrapper.settings(), meta=meta)
+        summary["model"] = str(out_dir / "model.pt")
+    return summary
+
+
+
+# ---------------------------------------------------------------------------------------------
+# profiles: one name -> network, data and recipe
+# ---------------------------------------------------------------------------------------------
+#: A minimal pixel UNet for the smoke profile and tests (the bundled architecture, two levels).
+TINY_PIXEL_OVERRIDES = {"image_size": 64, "lq_size": 64, "channel_mult": [1, 1], "num_res_blocks": [1, 1],
+                        "attention_resolutions": [32], "swin_embed_dim": 32, "num_head_channels": 16}
+
+TRAIN_PROFILES: dict[str, dict[str, Any]] = {
+    # seconds on 2 CPU cores: the wiring, not a model
+    "smoke": {"net": "tiny", "crop_size": 64, "iterations": 4, "batch_size": 4, "micro_batch": 2, "lr": 2e-4,
+              "warmup": 0, "ema_decay": 0.9, "degradation": "bicubic", "log_every": 1, "ckpt_every": 2,
+              "val_every": 0},
+    # a few minutes on 2 CPU cores: a real (short) fine-tune of the shipped baseline
+    "cpu": {"net": "bundled", "crop_size": 128, "iterations": 120, "batch_size": 8, "micro_batch": 8, "lr": 1e-4,
+            "warmup": 10, "ema_decay": 0.99, "degradation": "bicubic", "log_every": 5, "ckpt_every": 40,
+            "val_every": 40},
+    # one GPU, minutes: the bundled models from scratch
+    "gpu": {"net": "bundled", "crop_size": 256, "iterations": 20000, "batch_size": 32, "micro_batch": 32,
+            "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "degradation": "bicubic", "log_every": 50,
+            "ckpt_every": 1000, "val_every": 1000},
+    # the report's recipe (section 3.1 + the official config, REFERENCE.md section 4)
+    "paper": {"net": "v1", "crop_size": 256, "iterations": 50000, "batch_size": 16, "micro_batch": 8, "lr": 5e-5,
+              "warmup": 5000, "ema_decay": 0.999, "degradation": "realesrgan", "official_crop": True,
+              "log_every": 100, "ckpt_every": 5000, "val_every": 5000},
+}
+
+
+def profile_settings(profile: str, **overrides: Any) -> dict[str, Any]:
+    """The training settings of ``profile`` with ``overrides`` (``None`` values ignored)."""
+    from .profiles import check_profile
+
+    settings = dict(TRAIN_PROFILES[check_profile(profile)])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
+
+
+def build_network(net: str, init: str | os.PathLike | None = None) -> nn.Module:
+    """A fresh network of the profile's kind, or the one stored in ``init`` (a kit checkpoint)."""
+    from .nn.checkpoint import load_checkpoint
+    from .nn.configs import BUNDLED_PIXEL, V1_UNET, build_unet
+
+    if init is not None:
+        loaded = load_checkpoint(init)
+        if type(loaded.model).__name__ != "UNetModelSwin":
+            raise ValueError(f"{init} holds a {type(loaded.model).__name__}, not a UNetModelSwin denoiser network")
+        return loaded.model
+    if net == "tiny":
+        return build_unet({**dict(BUNDLED_PIXEL), **TINY_PIXEL_OVERRIDES})
+    if net == "bundled":
+        return build_unet(BUNDLED_PIXEL)
+    if net == "v1":
+        return build_unet(V1_UNET)
+    raise ValueError(f"unknown network kind {net!r}")
+
+
+def one_step_psnr_validator(wrapper: Any, n_images: int = 4, seed: int = 0) -> Callable[[nn.Module], dict[str, float]]:
+    """``validate(ema_net)``: mean PSNR-Y of the one-step prediction x0_hat(x_T, t = 1) on the first
+    ``n_images`` bundled test images (bicubic LR), and of bicubic upsampling, for the CSV log."""
+    from .data import load_bundled_test_set
+    from .metrics import psnr
+
+    test = load_bundled_test_set().subset(n_images)
+    hr = test.hr
+
+    def validate(ema_net: nn.Module) -> dict[str, float]:
+        device = next(ema_net.parameters()).device
+        saved = wrapper.network
+        wrapper.network = ema_net
+        try:
+            with torch.no_grad():
+                cond = wrapper.condition(test.lr.to(device) * 2 - 1)
+                g = torch.Generator().manual_seed(seed)
+                x_T = cond.y + schedule_noise(cond.y, wrapper.schedule, g)
+                x0_hat = cond(x_T, torch.ones(len(hr), device=device, dtype=torch.float64), cond.y)
+                sr = (cond.decode(x0_hat).clamp(-1, 1) + 1) / 2
+                bic = (cond.decode(cond.y).clamp(-1, 1) + 1) / 2
+        finally:
+            wrapper.network = saved
+        return {"psnr_y_x0_hat_t1": float(psnr(sr.cpu(), hr, y_channel=True).mean()),
+                "psnr_y_bicubic": float(psnr(bic.cpu(), hr, y_channel=True).mean())}
+
+    return validate
+
+
+def schedule_noise(y: torch.Tensor, schedule: Schedule, generator: torch.Generator) -> torch.Tensor:
+    """``kappa sqrt(eta_T) eps`` drawn from ``generator`` (the prior's noise)."""
+    eps = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+    return schedule.kappa * math.sqrt(schedule.eta_T) * eps
+
+
+def run_training(
+    profile: str,
+    mode: str,
+    out_dir: str | os.PathLike,
+    *,
+    init: str | os.PathLike | None = None,
+    official_unet: str | os.PathLike | None = None,
+    official_vq: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    seed: int | None = None,
+    official_configs: tuple[dict, dict] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Set up and run one training job of ``profile`` (the CLI's ``train`` command).
+
+    Bundled profiles (smoke / cpu / gpu) train a pixel-space model on the bundled photos, from
+    scratch or from ``init`` (a kit checkpoint, e.g. the shipped baseline for a continuous
+    fine-tune).  ``paper`` starts from the official weights (``official_unet`` + ``official_vq``,
+    VQ-f4 latent space) on the ImageNet-style folder ``data_dir`` with the Real-ESRGAN degradation.
+    Under torchrun (``WORLD_SIZE > 1``) it joins the process group (gloo on CPU, nccl on CUDA).
+    ``official_configs`` = (UNet config, VQ config) replaces the v1 architectures (for tests with
+    small official-format weight files).
+    """
+    from .nn import ResShiftDenoiser
+    from .nn.denoiser import build_official_denoiser
+
+    settings = profile_settings(profile, **overrides)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev == "cuda" and world > 1:
+        dev = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if dev.startswith("cuda") else "gloo")
+
+    # data
+    if data_dir is not None:
+        from .data import list_images
+
+        folder = Path(data_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data folder not found: {folder}")
+        images: Any = list_images(folder, recursive=True)
+        if not images:
+            raise ValueError(f"no images found in {folder} (searched recursively)")
+    elif profile == "paper":
+        raise ValueError("the paper profile needs --data DIR (an ImageNet-style folder of HR images)")
+    else:
+        from .data import load_bundled_train_images
+
+        images = load_bundled_train_images()
+    source = PairSource(images, settings["crop_size"], settings["degradation"],
+                        official_crop=settings.get("official_crop", False))
+
+    # network (a fresh one is initialised from the seed: every process and every rerun agree)
+    torch.manual_seed(seed if seed is not None else 123456)
+    if official_unet is not None or official_vq is not None:
+        if official_unet is None or official_vq is None:
+            raise ValueError("--official-unet and --official-vq go together (the UNet and its VQ-f4 autoencoder)")
+        kw = {} if official_configs is None else {"unet_config": official_configs[0], "vq_config": official_configs[1]}
+        wrapper = build_official_denoiser(official_unet, official_vq, device="cpu", **kw)
+        wrapper.network.train()
+    elif settings["net"] == "v1":
+        raise ValueError("the paper profile starts from the official weights: pass --official-unet and --official-vq")
+    else:
+        wrapper = ResShiftDenoiser(build_network(settings["net"], init), ResShiftSchedule(), lq="upsampled")
+
+    config = TrainConfig(
+        mode=mode, iterations=settings["iterations"], batch_size=settings["batch_size"],
+        micro_batch=settings["micro_batch"], lr=settings["lr"], warmup=settings["warmup"],
+        ema_decay=settings["ema_decay"], grad_clip=settings.get("grad_clip"), seed=seed if seed is not None else 123456,
+        log_every=settings["log_every"], val_every=settings["val_every"], ckpt_every=settings["ckpt_every"],
+        extra={"profile": profile, "crop_size": settings["crop_size"], "degradation": settings["degradation"],
+               "init": str(init) if init else None, "official_unet": str(official_unet) if official_unet else None,
+               "data": str(data_dir) if data_dir else "bundled"},
+    )
+    validate = one_step_psnr_validator(wrapper) if settings["val_every"] and wrapper.space == "pixel" else None
+    return train(wrapper, wrapper.schedule, source, config, out_dir, device=dev, resume=resume, overwrite=overwrite,
+                 validate=validate, progress=progress, model_meta={"profile": profile, "mode": mode})

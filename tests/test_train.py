@@ -1,0 +1,256 @@
+"""Training: time sampling, the train/sample time mapping (erratum 5), resume and DDP equivalence,
+divergence handling, run-folder safety and the paper profile's wiring with tiny official-format weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ctlib.nn import ResShiftDenoiser
+from ctlib.nn.configs import BUNDLED_PIXEL, build_unet, build_vq
+from ctlib.schedule import ResShiftSchedule
+from ctlib.train import (
+    TINY_PIXEL_OVERRIDES,
+    RunFolderError,
+    TrainConfig,
+    TrainingDiverged,
+    learning_rate,
+    network_x0,
+    run_training,
+    sample_t,
+    train,
+)
+
+from .conftest import ROOT
+
+TINY = {**dict(BUNDLED_PIXEL), **TINY_PIXEL_OVERRIDES}
+
+
+def tiny_wrapper(seed: int = 0) -> ResShiftDenoiser:
+    torch.manual_seed(seed)
+    return ResShiftDenoiser(build_unet(TINY), ResShiftSchedule(), lq="upsampled")
+
+
+def random_pairs(n: int, g: torch.Generator, size: int = 32):
+    hr = torch.rand(n, 3, size, size, generator=g)
+    return hr, torch.nn.functional.avg_pool2d(hr, 4)
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = {"iterations": 4, "batch_size": 4, "micro_batch": 2, "lr": 1e-3, "warmup": 2, "ckpt_every": 2,
+            "log_every": 1, "ema_decay": 0.5, "seed": 7}
+    return TrainConfig(**{**base, **kw})
+
+
+def state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_sample_t_ranges_and_law():
+    g = torch.Generator().manual_seed(0)
+    t = sample_t("discrete", 15, 30_000, g)
+    k = t * 15
+    assert torch.allclose(k, k.round()) and k.min() == 1 and k.max() == 15
+    counts = np.bincount(k.round().long().numpy(), minlength=16)[1:]
+    assert counts.min() > 1700  # ~2000 each
+    t = sample_t("continuous", 15, 30_000, g)
+    assert t.min() >= 1 / 15 and t.max() <= 1
+    assert abs(float(t.mean()) - (1 + 1 / 15) / 2) < 0.005
+    with pytest.raises(ValueError, match="mode"):
+        sample_t("uniform", 15, 3, g)
+
+
+def test_learning_rate_warmup():
+    assert [learning_rate(s, 1.0, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert learning_rate(0, 2e-4, 0) == 2e-4
+
+
+class SpyNet(torch.nn.Module):
+    """Records what it is fed; predicts 0.5 * x_in."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.5))
+        self.in_channels, self.size_multiple, self.calls = 3, 1, []
+
+    def forward(self, x, index, lq=None):
+        self.calls.append((x.detach().clone(), index.detach().clone()))
+        return self.w * x
+
+
+def test_training_and_sampling_feed_the_network_alike():
+    """Erratum 5: the report's fine-tuning reversed the time input. Here one function serves both."""
+    net = SpyNet()
+    wrapper = ResShiftDenoiser(net, ResShiftSchedule(), lq="upsampled", clamp_x0=False)
+    lr = torch.rand(2, 3, 4, 4) * 2 - 1
+    cond = wrapper.condition(lr)
+    x_t = torch.randn_like(cond.y)
+    t = torch.tensor([1.0, 1 / 15], dtype=torch.float64)
+    cond(x_t, t, cond.y)  # sampling path
+    network_x0(wrapper, net, x_t, t, cond.lq)  # training path
+    (x_s, i_s), (x_tr, i_tr) = net.calls
+    assert torch.equal(x_s, x_tr) and torch.equal(i_s, i_tr)
+    # the most noise is the official index T - 1 = 14, the least noise index 0, in both paths
+    assert i_s.tolist() == [14.0, 0.0]
+
+
+def test_resume_gives_the_same_weights(tmp_path):
+    data = random_pairs
+    full = train(tiny_wrapper(), ResShiftSchedule(), data, tiny_config(), tmp_path / "full", progress=False)
+    half = train(tiny_wrapper(), ResShiftSchedule(), data, tiny_config(iterations=2), tmp_path / "split",
+                 progress=False)
+    assert half["steps"] == 2
+    train(tiny_wrapper(), ResShiftSchedule(), data, tiny_config(), tmp_path / "split", resume=True, progress=False)
+    a, b = state(tmp_path / "full" / "last.pt"), state(tmp_path / "split" / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+        assert torch.equal(a["ema"][key], b["ema"][key]), key
+    assert full["last_loss"] > 0
+    # the log has one row per step and the model file rebuilds the network
+    rows = (tmp_path / "split" / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    from ctlib.nn import denoiser_from_checkpoint
+
+    den = denoiser_from_checkpoint(tmp_path / "full" / "model.pt")
+    assert den.lq_mode == "upsampled" and den.schedule.T == 15
+
+
+def test_run_folder_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_wrapper(), ResShiftSchedule(), random_pairs, tiny_config(iterations=1), out, progress=False)
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(RunFolderError, match="already holds a training run"):
+        train(tiny_wrapper(), ResShiftSchedule(), random_pairs, tiny_config(iterations=1), out, progress=False)
+    with pytest.raises(RunFolderError, match="another configuration"):
+        train(tiny_wrapper(), ResShiftSchedule(), random_pairs, tiny_config(iterations=2, lr=5e-3), out,
+              resume=True, progress=False)
+    assert (out / "last.pt").read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunFolderError, match="not a folder"):
+        train(tiny_wrapper(), ResShiftSchedule(), random_pairs, tiny_config(), tmp_path / "afile", progress=False)
+
+
+class NaNAfter(torch.nn.Module):
+    """A network that turns NaN from its third call on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.n = inner, 0
+        self.in_channels, self.size_multiple = inner.in_channels, inner.size_multiple
+
+    def forward(self, x, index, lq=None):
+        self.n += 1
+        out = self.inner(x, index, lq=lq)
+        return out * float("nan") if self.n > 4 else out
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    wrapper = tiny_wrapper()
+    wrapper.network = NaNAfter(wrapper.network)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="non-finite loss .* at step 3"):
+        train(wrapper, ResShiftSchedule(), random_pairs, tiny_config(ckpt_every=1), out, progress=False)
+    good = state(out / "last.pt")
+    assert good["step"] == 2
+    assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+    assert not (out / "model.pt").exists()
+
+
+def test_bad_settings_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="micro_batch"):
+        TrainConfig(batch_size=2, micro_batch=4)
+    with pytest.raises(ValueError, match="mode"):
+        TrainConfig(mode="both")
+    with pytest.raises(ValueError, match="unknown profile"):
+        run_training("fast", "discrete", tmp_path / "x")
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        run_training("smoke", "discrete", tmp_path / "x", data_dir=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images found"):
+        run_training("smoke", "discrete", tmp_path / "x", data_dir=tmp_path / "empty")
+    vq_file = tmp_path / "vq.pt"
+    from ctlib.nn.checkpoint import save_checkpoint
+
+    save_checkpoint(vq_file, build_vq({"embed_dim": 3, "n_embed": 8, "ddconfig": {
+        "double_z": False, "z_channels": 3, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
+        "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}))
+    with pytest.raises(ValueError, match="not a UNetModelSwin"):
+        run_training("smoke", "discrete", tmp_path / "x", init=vq_file)
+    with pytest.raises(ValueError, match="needs --data"):
+        run_training("paper", "continuous", tmp_path / "x")
+
+
+def test_smoke_profile_trains_on_the_bundled_photos(tmp_path):
+    summary = run_training("smoke", "discrete", tmp_path / "run", progress=False, iterations=2, device="cpu")
+    assert summary["steps"] == 2 and np.isfinite(summary["last_loss"])
+    # continuous fine-tuning from that checkpoint
+    summary = run_training("smoke", "continuous", tmp_path / "ft", init=tmp_path / "run" / "model.pt",
+                           progress=False, iterations=2, device="cpu")
+    assert summary["steps"] == 2
+
+
+def test_paper_profile_wiring_with_tiny_official_format_weights(tmp_path):
+    """Official-format files (bare state dicts with `module.` prefixes), the VQ latent space, the
+    official crop and the Real-ESRGAN degradation on a tiny image folder: two iterations run."""
+    unet_cfg = {**dict(BUNDLED_PIXEL), **TINY_PIXEL_OVERRIDES, "image_size": 16, "lq_size": 16,
+                "attention_resolutions": [8], "mask_style": "official"}
+    vq_cfg = {"embed_dim": 3, "n_embed": 16, "ddconfig": {
+        "double_z": False, "z_channels": 3, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 32,
+        "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}
+    torch.manual_seed(0)
+    unet, vq = build_unet(unet_cfg), build_vq(vq_cfg)
+    torch.save({"module." + k: v for k, v in unet.state_dict().items()}, tmp_path / "unet.pth")
+    torch.save({"state_dict": vq.state_dict()}, tmp_path / "vq.pth")
+    folder = tmp_path / "imagenet" / "n0001"
+    folder.mkdir(parents=True)
+    from ctlib.data import write_png
+
+    g = torch.Generator().manual_seed(1)
+    for i in range(3):
+        write_png(folder / f"img{i}.png", torch.rand(3, 80, 96, generator=g))
+    summary = run_training("paper", "continuous", tmp_path / "run", official_unet=tmp_path / "unet.pth",
+                           official_vq=tmp_path / "vq.pth", data_dir=tmp_path / "imagenet", progress=False,
+                           iterations=2, batch_size=2, micro_batch=1, crop_size=256, device="cpu",
+                           official_configs=(unet_cfg, vq_cfg))
+    assert summary["steps"] == 2 and np.isfinite(summary["last_loss"])
+    saved = state(tmp_path / "run" / "model.pt")
+    assert saved["denoiser"]["lq"] == "lr" and saved["denoiser"]["latent_scaling"] is True
+    assert saved["meta"]["train"]["extra"]["degradation"] == "realesrgan"
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(tmp_path):
+    """torchrun with 2 gloo processes and the same global batch matches one process.
+
+    Tolerances: the losses and the gradients (Adam's first moment) agree to 1e-6 relative (float32
+    sums in another order).  Adam divides by sqrt(second moment), which turns that rounding into a
+    full-size step for the few weights whose gradient is ~0: those may differ by up to lr per step;
+    all but 1% of the weights agree to 1e-6 and the mean difference is below 1e-7."""
+    common = ["-m", "ctlib", "train", "--profile", "smoke", "--mode", "discrete", "--iterations", "2",
+              "--batch-size", "4", "--micro-batch", "1", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", *common, "--out", str(tmp_path / "two")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = state(tmp_path / "one" / "last.pt"), state(tmp_path / "two" / "last.pt")
+    losses = [np.loadtxt(tmp_path / r / "log.csv", delimiter=",", skiprows=1, usecols=1) for r in ("one", "two")]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    m_a, m_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    grad_diff = max(float((m_a[k]["exp_avg"] - m_b[k]["exp_avg"]).abs().max()) for k in m_a)
+    grad_scale = max(float(m_a[k]["exp_avg"].abs().max()) for k in m_a)
+    assert grad_diff < 1e-6 * grad_scale
+    diff = torch.cat([(a["model"][k].float() - b["model"][k].float()).abs().flatten() for k in a["model"]])
+    assert float(diff.max()) <= 2 * 2e-4 * 1.01
+    assert float((diff > 1e-6).float().mean()) < 0.01 and float(diff.mean()) < 1e-7
+    moved = max(float((a["model"][k].float() - a["ema"][k].float()).abs().max()) for k in a["model"])
+    assert moved > 1e-4  # the weights did move, so the comparison means something
