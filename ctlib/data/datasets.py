@@ -404,7 +404,7 @@ def build_test_set(
         try:
             img = read_image(path)
         except ImageReadError as e:
-            skipped.append((path, str(e)))
+            skipped.append((path, str(e).replace(f"{path}: ", "", 1)))
             continue
         hr = quantize_8bit(resize_short_side_center_crop(to_tensor(img).double(), size)).float()  # type: ignore[arg-type]
         if lr == "bicubic":
