@@ -1,0 +1,235 @@
+"""Solver accuracy on the exactly solvable toy: every solver x rho x nfe against the exact PF-ODE.
+
+For each schedule (the official ``ResShiftSchedule()`` and the report's ``ExpAlphaSchedule.report()``)
+the toy is ``GaussianMixtureToy.demo(schedule, d)`` (three components, d = 2 by default) and:
+
+* ``rel_err``       ||x_solver(0) - x_exact(0)|| / ||x_exact(0)|| over a batch of ``--n`` starts drawn
+                    from the samplers' prior (same start for both); deterministic solvers only;
+* ``rel_err_last``  the same at the last grid point before 0 (final step excluded: the step into 0
+                    always starts from that point, so its error does not shrink with nfe);
+* ``w1``            mean over coordinates of the 1-D Wasserstein distance between the samples and the
+                    true law of x0, from ``--n-dist`` starts drawn from the *true* marginal at t = 1 (so
+                    the exact flow would reach the law of x0; ``w1_exact_flow`` is that finite-sample
+                    floor); every solver, the stochastic ones included;
+* ``orders``        minus the slope of log error against log nfe over nfe in [10, 50] (Heun: the even
+                    nfe only, which all spend one extra Euler step);
+* ``goal``          per schedule and rho: the best solver at nfe = 5 against Euler at nfe = 15.
+
+Writes JSON (``--out``, default ``benchmarks/results/solvers_toy.json``), a log-log plot of the
+errors (``--plot``, default next to the JSON, ``.png``) and a W1 plot (``*_w1.png``), and prints
+summary tables.  About a minute on 2 CPU cores with the defaults; ``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctlib.samplers import (
+    SOLVERS,
+    STOCHASTIC_SOLVERS,
+    min_nfe,
+    sample,
+    sample_euler,
+    sample_exp1,
+    sample_exp2m,
+    sample_heun,
+    solver_grid,
+)
+from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
+from ctlib.toy import GaussianMixtureToy
+
+RHOS = (1.0, 4.0, 8.0, -4.0, -8.0)
+NFES = (3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
+ODE = ("euler", "heun", "exp1", "exp2m", "exp2m_sqrt")
+RUN_TO_LAST = {"euler": sample_euler, "heun": sample_heun, "exp1": sample_exp1, "exp2m": sample_exp2m,
+               "exp2m_sqrt": partial(sample_exp2m, variable="sqrt_eta")}
+SCHEDULES = {"official": ResShiftSchedule, "report": ExpAlphaSchedule.report}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _order(nfes, errs) -> float | None:
+    pts = [(n, e) for n, e in zip(nfes, errs) if e is not None and e > 0]
+    if len(pts) < 2:
+        return None
+    n, e = np.array(pts).T
+    return float(-np.polyfit(np.log(n), np.log(e), 1)[0])
+
+
+def run_schedule(name: str, args) -> dict:
+    schedule = SCHEDULES[name]()
+    toy = GaussianMixtureToy.demo(schedule, d=args.dim, seed=args.seed)
+    T = schedule.T
+    x_T = toy.prior_sample(args.n, torch.Generator().manual_seed(args.seed))
+    y = toy.y_batch(args.n)
+    x_1 = toy.sample_xt(args.n_dist, 1.0, torch.Generator().manual_seed(args.seed + 1))
+    y_dist = toy.y_batch(args.n_dist)
+
+    # exact solutions: at 0 and at every "last grid point" any run will stop at
+    t_last = sorted({float(solver_grid(s, nfe, rho, T)[-2]) for s in ODE for rho in args.rhos for nfe in args.nfes
+                     if nfe >= min_nfe(s, T)}, reverse=True)
+    exact = toy.exact_ode(x_T, t_eval=[*t_last, 0.0])
+    exact_at = dict(zip(t_last, exact[:-1]))
+    exact_0 = exact[-1]
+    w1_exact_flow = toy.wasserstein1(toy.exact_ode(x_1))
+    w1_iid = toy.wasserstein1(toy.sample_x0(args.n_dist, torch.Generator().manual_seed(args.seed + 2)))
+
+    rows = []
+    for solver in SOLVERS:
+        configs = [(None, T)] if solver == "resshift" else [(r, n) for r in args.rhos for n in args.nfes]
+        for rho, nfe in configs:
+            if nfe < min_nfe(solver, T):
+                continue
+            r = 1.0 if rho is None else rho
+            gen = torch.Generator().manual_seed(args.seed + 3)
+            row = {"schedule": name, "solver": solver, "rho": rho, "nfe": nfe}
+            if solver in STOCHASTIC_SOLVERS:
+                row["rel_err"] = row["rel_err_last"] = None
+            else:
+                row["rel_err"] = _rel(sample(toy.denoiser, y, schedule=schedule, solver=solver, nfe=nfe, rho=r,
+                                             x_T=x_T), exact_0)
+                ts = solver_grid(solver, nfe, r, T)
+                kw = {"euler_tail": 0 if nfe % 2 else 1} if solver == "heun" else {}
+                last = RUN_TO_LAST[solver](toy.denoiser, x_T, y, ts[:-1], schedule=schedule, **kw)
+                row["t_last"] = float(ts[-2])
+                row["rel_err_last"] = _rel(last, exact_at[float(ts[-2])])
+            out = sample(toy.denoiser, y_dist, schedule=schedule, solver=solver, nfe=nfe, rho=r, x_T=x_1,
+                         generator=gen)
+            row["w1"] = toy.wasserstein1(out)
+            rows.append(row)
+
+    orders = []
+    for solver in ODE:
+        for rho in args.rhos:
+            sel = [row for row in rows if row["solver"] == solver and row["rho"] == rho and 10 <= row["nfe"] <= 50
+                   and (solver != "heun" or row["nfe"] % 2 == 0)]
+            nf = [row["nfe"] for row in sel]
+            orders.append({"schedule": name, "solver": solver, "rho": rho, "nfe": nf,
+                           "order_last": _order(nf, [row["rel_err_last"] for row in sel]),
+                           "order_full": _order(nf, [row["rel_err"] for row in sel])})
+
+    goal = []
+    for rho in args.rhos:
+        at5 = {row["solver"]: row["rel_err"] for row in rows
+               if row["rho"] == rho and row["nfe"] == 5 and row["rel_err"] is not None}
+        euler15 = next((row["rel_err"] for row in rows
+                        if row["solver"] == "euler" and row["rho"] == rho and row["nfe"] == 15), None)
+        if at5 and euler15 is not None:
+            best = min(at5, key=at5.get)
+            goal.append({"schedule": name, "rho": rho, "best_at_5": best, "err_best_at_5": at5[best],
+                         "err_euler_15": euler15, "met": bool(at5[best] <= euler15)})
+    return {"rows": rows, "orders": orders, "goal": goal,
+            "w1_exact_flow": w1_exact_flow, "w1_iid_samples": w1_iid, "toy": {
+                "means": toy.means.tolist(), "stds": toy.stds.tolist(), "weights": toy.weights.tolist(),
+                "y": toy.y.tolist(), "schedule": schedule.to_dict()}}
+
+
+def plot(results: dict, path: Path, key: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["schedules"])
+    rhos = results["config"]["rhos"]
+    fig, axes = plt.subplots(len(names), len(rhos), figsize=(3.2 * len(rhos), 3.0 * len(names)),
+                             sharex=True, sharey=True, squeeze=False)
+    solvers = ODE if key == "rel_err" else SOLVERS
+    for i, name in enumerate(names):
+        rows = results["schedules"][name]["rows"]
+        for j, rho in enumerate(rhos):
+            ax = axes[i, j]
+            for k, solver in enumerate(solvers):
+                sel = [row for row in rows if row["solver"] == solver and row["rho"] in (rho, None)]
+                sel = [row for row in sel if row[key] is not None]
+                if not sel:
+                    continue
+                nf = [row["nfe"] for row in sel]
+                style = {"color": f"C{k}", "marker": "o", "ms": 3}
+                if len(sel) == 1:
+                    ax.loglog(nf, [sel[0][key]], ls="none", label=solver, **style)
+                    continue
+                ax.loglog(nf, [row[key] for row in sel], label=solver, **style)
+                if key == "rel_err":
+                    ax.loglog(nf, [row["rel_err_last"] for row in sel], ls="--", lw=0.8, color=f"C{k}")
+            if key == "w1":
+                ax.axhline(results["schedules"][name]["w1_exact_flow"], color="k", lw=0.7, ls=":")
+            ax.set_title(f"{name}, rho = {rho:g}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            if i == len(names) - 1:
+                ax.set_xlabel("nfe")
+        axes[i, 0].set_ylabel("relative error" if key == "rel_err" else "W1 to p(x0)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("solid: final sample (t = 0); dashed: last grid point before 0" if key == "rel_err"
+                 else "W1 from the true marginal at t = 1 (dotted: exact flow, finite-sample floor)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_summary(results: dict) -> None:
+    nfes = results["config"]["nfes"]
+    for name, res in results["schedules"].items():
+        print(f"\n== {name} schedule: relative error at t = 0 (deterministic) / W1 (stochastic)")
+        print(f"{'solver':>15} {'rho':>5} " + " ".join(f"{n:>8}" for n in nfes))
+        for solver in SOLVERS:
+            for rho in ([None] if solver == "resshift" else results["config"]["rhos"]):
+                cells = []
+                for n in nfes:
+                    row = next((r for r in res["rows"] if r["solver"] == solver and r["rho"] == rho and r["nfe"] == n),
+                               None)
+                    val = None if row is None else (row["w1"] if solver in STOCHASTIC_SOLVERS else row["rel_err"])
+                    cells.append(f"{val:8.2e}" if val is not None else f"{'-':>8}")
+                print(f"{solver:>15} {'-' if rho is None else f'{rho:g}':>5} " + " ".join(cells))
+        print(f"W1 floor (exact flow, n = {results['config']['n_dist']}): {res['w1_exact_flow']:.3e}")
+        print("orders (nfe 10..50): at the last grid point / at t = 0")
+        for o in res["orders"]:
+            fmt = lambda v: "  n/a" if v is None else f"{v:5.2f}"  # noqa: E731
+            print(f"  {o['solver']:>6} rho {o['rho']:>4g}: {fmt(o['order_last'])} / {fmt(o['order_full'])}")
+        for g in res["goal"]:
+            print(f"  goal rho {g['rho']:>4g}: best at nfe 5 = {g['best_at_5']} {g['err_best_at_5']:.3e} vs Euler at "
+                  f"nfe 15 {g['err_euler_15']:.3e} -> {'met' if g['met'] else 'not met'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "solvers_toy.json")
+    ap.add_argument("--plot", type=Path, default=None, help="PNG path (default: --out with .png)")
+    ap.add_argument("--dim", type=int, default=2)
+    ap.add_argument("--n", type=int, default=64, help="starts for the error against the exact ODE")
+    ap.add_argument("--n-dist", type=int, default=4000, help="starts for the W1 distance")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--schedules", default="official,report")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (small tensors: 1 is fastest)")
+    ap.add_argument("--quick", action="store_true", help="rho 1 and -4, nfe 5/10/15, small batches")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.rhos, args.nfes = (list(RHOS), list(NFES)) if not args.quick else ([1.0, -4.0], [5, 10, 15])
+    if args.quick:
+        args.n, args.n_dist = min(args.n, 16), min(args.n_dist, 500)
+    start = time.perf_counter()
+    results = {"config": {"dim": args.dim, "n": args.n, "n_dist": args.n_dist, "seed": args.seed,
+                          "rhos": args.rhos, "nfes": args.nfes, "torch": torch.__version__},
+               "schedules": {name: run_schedule(name, args) for name in args.schedules.split(",")}}
+    results["runtime_s"] = time.perf_counter() - start
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    png = args.plot or args.out.with_suffix(".png")
+    plot(results, png, "rel_err")
+    plot(results, png.with_name(png.stem + "_w1.png"), "w1")
+    print_summary(results)
+    print(f"\nwrote {args.out}, {png} and {png.with_name(png.stem + '_w1.png')} in {results['runtime_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
