@@ -158,6 +158,19 @@ class GaussianMixtureToy:
         z = (g[..., None] - m) / sd
         return (self.weights.numpy() * np.exp(-0.5 * z**2) / (sd * math.sqrt(2 * math.pi))).sum(-1)
 
+    def density(self, points, eta: float = 0.0) -> np.ndarray:
+        """Joint density of x_t at level ``eta`` (eta = 0: x0) at ``points`` (..., d); numpy float64."""
+        x = np.asarray(points, dtype=np.float64)
+        if x.shape[-1] != self.d:
+            raise ValueError(f"points must have a last axis of size d = {self.d}, got shape {x.shape}")
+        eta = float(eta)
+        m = (1 - eta) * self.means.numpy() + eta * self.y.numpy()  # (K, d)
+        var = (1 - eta) ** 2 * self.stds.numpy() ** 2 + self.kappa**2 * eta  # (K,)
+        sq = ((x[..., None, :] - m) ** 2).sum(-1)  # (..., K)
+        logp = np.log(self.weights.numpy()) - 0.5 * sq / var - 0.5 * self.d * np.log(2 * math.pi * var)
+        top = logp.max(-1, keepdims=True)
+        return np.exp(top[..., 0]) * np.exp(logp - top).sum(-1)
+
     def x0_cdf(self, grid, dim: int = 0) -> np.ndarray:
         """CDF of coordinate ``dim`` of x0 on ``grid``."""
         from scipy.special import ndtr

@@ -141,6 +141,19 @@ def test_sampling_and_densities():
     assert abs(prior.mean() - 0.3) < 0.02 and abs(prior.std() - KAPPA * math.sqrt(toy.schedule.eta(1.0))) < 0.02
 
 
+def test_joint_density_integrates_and_marginalises():
+    toy = GaussianMixtureToy.demo()
+    g = np.linspace(-14, 14, 1121)
+    X, Y = np.meshgrid(g, g, indexing="ij")
+    h = g[1] - g[0]
+    for eta in (0.0, 0.05, 0.9):
+        p = toy.density(np.stack([X, Y], -1), eta)
+        assert abs(p.sum() * h * h - 1) < 1e-6
+        np.testing.assert_allclose(p.sum(1) * h, toy.xt_density(g, eta, dim=0), atol=1e-8)
+    with pytest.raises(ValueError, match="last axis"):
+        toy.density(np.zeros((4, 3)))
+
+
 def test_wasserstein1_matches_scipy():
     toy = GaussianMixtureToy.demo()
     g = torch.Generator().manual_seed(9)
