@@ -104,9 +104,12 @@ def test_bundled_test_set_lr_is_matlab_bicubic():
     assert ts.names == [p.name for p in bundled_paths("test")]
     expected = torch.round(imresize(ts.hr.double(), 0.25).clamp(0, 1) * 255) / 255
     torch.testing.assert_close(ts.lr.double(), expected, rtol=0, atol=1e-6)
-    deg_a = load_bundled_test_set(lr="degradation", seed=1)
-    deg_b = load_bundled_test_set(lr="degradation", seed=1)
-    assert torch.equal(deg_a.lr, deg_b.lr) and not torch.equal(deg_a.lr, ts.lr)
+    deg_a = load_bundled_test_set(lr="degradation", seed=1, limit=3)
+    deg_b = load_bundled_test_set(lr="degradation", seed=1, limit=3)
+    deg_c = load_bundled_test_set(lr="degradation", seed=2, limit=3)
+    assert deg_a.names == ts.names[:3] and deg_a.lr.shape == (3, 3, 64, 64)
+    assert torch.equal(deg_a.lr, deg_b.lr) and not torch.equal(deg_a.lr, deg_c.lr)
+    assert not torch.equal(deg_a.lr, ts.lr[:3])
 
 
 def test_bundled_train_dataset():

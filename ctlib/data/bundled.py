@@ -89,6 +89,7 @@ def load_bundled_test_set(
     seed: int = 0,
     degradation: DegradationConfig | str = RESSHIFT_TEST,
     device: torch.device | str | None = None,
+    limit: int | None = None,
 ) -> PairedTestSet:
     """The bundled test set as tensors: ``hr`` (26, 3, 256, 256), ``lr`` (26, 3, 64, 64), ``names``.
 
@@ -99,10 +100,13 @@ def load_bundled_test_set(
         seed: only used by ``lr='degradation'``.
         degradation: the config for ``lr='degradation'``.
         device: where to put the tensors.
+        limit: only the first ``limit`` images (smoke runs).
     """
     if lr not in ("bicubic", "degradation"):
         raise ValueError(f"lr must be 'bicubic' or 'degradation', got {lr!r}")
-    paths = bundled_paths("test")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    paths = bundled_paths("test")[:limit]
     hr = torch.stack([to_tensor(read_image(p)) for p in paths])  # type: ignore[arg-type]
     if lr == "bicubic":
         lr_t = bicubic_lr(hr.double()).float()

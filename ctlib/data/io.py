@@ -26,9 +26,9 @@ What reading does to each kind of file (Pillow decodes; nothing else is needed):
 * Any size loads, 1 x 1 included; datasets that need a crop size reject images that are too
   small (see :mod:`ctlib.data.datasets`).
 
-:func:`load_images` reads a folder: unreadable files are skipped with **one** warning that
-lists them all, and files whose extension is not an image extension are ignored (listed in
-the result too).
+:func:`load_images` reads a folder: unreadable files are skipped and files whose extension is
+not an image extension are ignored, with **one** warning that lists them all (and both lists in
+the result).
 """
 
 from __future__ import annotations
@@ -364,9 +364,9 @@ def load_images(
 ) -> LoadedImages:
     """Read every image of a folder, skipping the ones that cannot be read.
 
-    Unreadable files (truncated, corrupt, text with an image extension, ...) are skipped and
-    reported in **one** ``UserWarning`` that lists them all (and in ``result.skipped``). Files
-    without an image extension are not opened; they are listed in ``result.ignored``.
+    Unreadable files (truncated, corrupt, text with an image extension, ...) are skipped; files
+    without an image extension are not opened. Both are reported in **one** ``UserWarning`` that
+    lists them all (``warn=False`` silences it) and in ``result.skipped`` / ``result.ignored``.
     """
     root = Path(folder)
     candidates = list_images(root, extensions=extensions, recursive=recursive)
@@ -383,13 +383,14 @@ def load_images(
         images.append(rgb)
         alphas.append(alpha)
         paths.append(p)
-    if skipped and warn:
-        lines = "\n".join(f"  {p}: {why}" for p, why in skipped)
-        warnings.warn(
-            f"load_images({str(root)!r}): skipped {len(skipped)} unreadable file(s):\n{lines}",
-            UserWarning,
-            stacklevel=2,
-        )
+    if (skipped or ignored) and warn:
+        parts = []
+        if skipped:
+            parts.append(f"skipped {len(skipped)} unreadable file(s):\n" + "\n".join(f"  {p}: {why}" for p, why in skipped))
+        if ignored:
+            parts.append(f"ignored {len(ignored)} file(s) without an image extension:\n"
+                         + "\n".join(f"  {p}" for p in ignored))
+        warnings.warn(f"load_images({str(root)!r}): " + "\n".join(parts), UserWarning, stacklevel=2)
     return LoadedImages(images=images, paths=paths, skipped=skipped, ignored=ignored, alphas=alphas)
 
 
