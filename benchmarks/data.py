@@ -10,11 +10,11 @@ Measures, as the median of ``--repeats`` timed calls after ``--warmup`` untimed 
 * ``jpeg_pillow``     the same through Pillow / libjpeg (CPU only);
 * ``imresize_x1/4``   MATLAB bicubic x1/4 of the batch.
 
-Images per second = batch / median time. Prints a table and writes JSON to
+Images per second = batch / median time, for each ``--threads`` count. Prints a table and writes JSON to
 ``benchmarks/results/data.json`` (or ``--out``) with the device, thread count, torch version and the
 load average at the start (results depend on the machine and its load).
 
-    python benchmarks/data.py                          # CPU, 2 threads, 5 repeats
+    python benchmarks/data.py                          # CPU, 1 then 2 threads, 5 repeats
     python benchmarks/data.py --device cuda --repeats 20
 """
 
@@ -70,13 +70,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="torch intra-op thread counts to measure, one run each (CPU)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     if args.size % 4:
         ap.error("--size must be a multiple of 4")
     device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     hr = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
 
@@ -91,19 +91,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if device.type == "cpu":
         cases["jpeg_pillow"] = lambda i: jpeg_compress_pillow(hr, 50.0)
-    results = {}
-    print(f"batch {args.batch} x 3 x {args.size} x {args.size} on {device} ({args.threads} threads), "
-          f"median of {args.repeats}")
-    print(f"{'case':<16}{'median ms':>12}{'images/s':>12}")
-    for name, fn in cases.items():
-        times = time_call(fn, device, args.repeats, args.warmup)
-        med = statistics.median(times)
-        results[name] = {
-            "median_ms": 1e3 * med,
-            "images_per_s": args.batch / med,
-            "times_ms": [1e3 * t for t in times],
-        }
-        print(f"{name:<16}{1e3 * med:>12.1f}{args.batch / med:>12.1f}")
+    results: dict[str, dict[str, Any]] = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        key = f"threads_{threads}"
+        results[key] = {}
+        print(f"batch {args.batch} x 3 x {args.size} x {args.size} on {device}, {threads} thread(s), "
+              f"median of {args.repeats}")
+        print(f"{'case':<16}{'median ms':>12}{'images/s':>12}")
+        for name, fn in cases.items():
+            times = time_call(fn, device, args.repeats, args.warmup)
+            med = statistics.median(times)
+            results[key][name] = {
+                "median_ms": 1e3 * med,
+                "images_per_s": args.batch / med,
+                "times_ms": [1e3 * t for t in times],
+            }
+            print(f"{name:<16}{1e3 * med:>12.1f}{args.batch / med:>12.1f}")
     report = {
         "benchmark": "data",
         "batch": args.batch,
@@ -113,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": load,
         "torch": torch.__version__,
