@@ -138,6 +138,7 @@ def plot(results: dict, path: Path, key: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = list(results["schedules"])
     rhos = results["config"]["rhos"]
@@ -163,6 +164,9 @@ def plot(results: dict, path: Path, key: str) -> None:
                     ax.loglog(nf, [row["rel_err_last"] for row in sel], ls="--", lw=0.8, color=f"C{k}")
             if key == "w1":
                 ax.axhline(results["schedules"][name]["w1_exact_flow"], color="k", lw=0.7, ls=":")
+            ax.set_xticks([3, 5, 10, 20, 50])
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_title(f"{name}, rho = {rho:g}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
             if i == len(names) - 1:

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import trange
+from tqdm import trange
 
 from ._checks import check_int
 from .diffusion import (
