@@ -19,7 +19,7 @@ What reading does to each kind of file (Pillow decodes; nothing else is needed):
 * 16-bit images keep full precision: 16-bit grayscale through Pillow, 16-bit RGB/RGBA PNGs
   through a small built-in PNG decoder (Pillow would cut them to 8 bits). That decoder
   undoes PNG's row filters in Python, so a large 16-bit colour PNG written by other software
-  takes about a second per megapixel; 8-bit files and the 16-bit files that
+  takes a few seconds per megapixel (2.5 s measured); 8-bit files and the 16-bit files that
   :func:`write_png` writes are fast.
 * Animated / multi-page files give their first frame.
 * A truncated or corrupt file raises :class:`ImageReadError` (never a half-decoded image).
