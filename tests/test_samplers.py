@@ -35,6 +35,7 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 SCHED = ResShiftSchedule()
 ODE_SOLVERS = ("euler", "heun", "exp1", "exp2m")
 

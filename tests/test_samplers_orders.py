@@ -41,6 +41,7 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 RUNNERS = {"euler": sample_euler, "heun": sample_heun, "exp1": sample_exp1, "exp2m": sample_exp2m,
            "exp2m_sqrt": partial(sample_exp2m, variable="sqrt_eta")}
 NFES = {"euler": (10, 20, 50), "heun": (11, 21, 51), "exp1": (10, 20, 50), "exp2m": (10, 20, 50),

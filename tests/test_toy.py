@@ -22,6 +22,7 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 KAPPA = 2.0
 
 
