@@ -62,12 +62,9 @@ from tqdm import trange
 
 from ._checks import check_int
 from .diffusion import (
-    pf_drift,
     pf_exact_step,
-    posterior_mean_variance,
     prior_sample,
     randn_like,
-    reverse_sde_drift_eta,
 )
 from .grids import _check_rho, check_grid, rho_grid, uniform_grid
 
@@ -110,9 +107,31 @@ def _denoise(denoiser: Denoiser, x: torch.Tensor, t: float, y: torch.Tensor) -> 
             f"the denoiser returned shape {tuple(x0_hat.shape)} for x_t of shape {tuple(x.shape)} at "
             f"t = {t:.6g}; x0_hat must have the shape of x_t"
         )
-    if not bool(torch.isfinite(x0_hat).all()):
+    # a sum is non-finite iff an entry is (or the sum overflows: then the exact test decides); it is
+    # ~20x cheaper than isfinite().all() on large states
+    if not math.isfinite(float(x0_hat.sum())) and not bool(torch.isfinite(x0_hat).all()):
         raise ValueError(f"the denoiser returned NaN or infinite values at t = {t:.6g}")
     return x0_hat.to(dtype=x.dtype, device=x.device)
+
+
+def _combine(*terms: tuple[float, torch.Tensor]) -> torch.Tensor:
+    """``sum_i c_i t_i`` for float64 coefficients: one pass over memory per term.
+
+    Every update below is linear in (x, x0_hat, y, noise); the solvers collect the coefficients of the
+    REFERENCE.md formulas (written out above each call) in float64 and apply them here, which keeps the
+    sampler's own cost per step at a few elementwise passes (``benchmarks/sampler_overhead.py``).
+    """
+    (c0, t0), *rest = terms
+    out = t0 * c0
+    for c, t in rest:
+        out.add_(t, alpha=c)
+    return out
+
+
+def _drift_coefficients(eta: float, alpha: float) -> tuple[float, float, float]:
+    """dx/dt = alpha [(y - x0_hat) + (x - (1 - eta) x0_hat - eta y) / (2 eta)] = p x - q x0_hat + r y,
+    with ``p = alpha/(2 eta)``, ``q = alpha (1 + eta)/(2 eta)``, ``r = alpha/2`` (= ``pf_drift``)."""
+    return alpha / (2 * eta), alpha * (1 + eta) / (2 * eta), alpha / 2
 
 
 def _levels(schedule, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,9 +197,14 @@ def sample_resshift(
     noise = _check_noise(noise, T, x)
     for s in trange(T, disable=not progress, desc="resshift"):
         k = T - s
+        eta, eta_prev = float(etas[k - 1]), float(etas_prev[k - 1])
         x0_hat = _denoise(denoiser, x, float(ts[s]), y)
-        mean, variance = posterior_mean_variance(x, x0_hat, float(etas[k - 1]), float(etas_prev[k - 1]), kappa)
-        x_next = mean + math.sqrt(variance) * _noise(noise, s, x, generator) if k > 1 else mean
+        # posterior q(x_{k-1} | x_k, x0_hat): mean (eta_prev/eta) x + (alpha/eta) x0_hat, var kappa^2 (eta_prev/eta) alpha
+        alpha = eta - eta_prev
+        terms = [(eta_prev / eta, x), (alpha / eta, x0_hat)]
+        if k > 1:
+            terms.append((kappa * math.sqrt(eta_prev / eta * alpha), _noise(noise, s, x, generator)))
+        x_next = _combine(*terms)
         _report(callback, s, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -201,9 +225,11 @@ def sample_euler(
     ts = check_grid(ts)
     eta, alpha = _levels(schedule, ts)
     for i in trange(len(ts) - 1, disable=not progress, desc="euler"):
+        h = float(ts[i + 1] - ts[i])
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
-        d = pf_drift(x, x0_hat, y, float(eta[i]), float(alpha[i]))
-        x_next = x + float(ts[i + 1] - ts[i]) * d
+        # x + h d,  d = p x - q x0_hat + r y  (pf_drift)
+        p, q, r = _drift_coefficients(float(eta[i]), float(alpha[i]))
+        x_next = _combine((1 + h * p, x), (-h * q, x0_hat), (h * r, y))
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -233,15 +259,24 @@ def sample_heun(
     for i in trange(n_steps, disable=not progress, desc="heun"):
         h = float(ts[i + 1] - ts[i])
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
-        d = pf_drift(x, x0_hat, y, float(eta[i]), float(alpha[i]))
-        x_next = x + h * d
+        p, q, r = _drift_coefficients(float(eta[i]), float(alpha[i]))
+        x_next = _combine((1 + h * p, x), (-h * q, x0_hat), (h * r, y))  # x' = x + h d
         if ts[i + 1] > 0 and i < n_steps - euler_tail:
             x0_hat_2 = _denoise(denoiser, x_next, float(ts[i + 1]), y)
-            d_2 = pf_drift(x_next, x0_hat_2, y, float(eta[i + 1]), float(alpha[i + 1]))
-            x_next = x + h * 0.5 * (d + d_2)
+            p2, q2, r2 = _drift_coefficients(float(eta[i + 1]), float(alpha[i + 1]))
+            # x + h/2 (d + d'),  d' = p2 x' - q2 x0_hat' + r2 y
+            x_next = _combine((1 + h / 2 * p, x), (-h / 2 * q, x0_hat), (h / 2 * p2, x_next),
+                              (-h / 2 * q2, x0_hat_2), (h / 2 * (r + r2), y))
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
+
+
+def _exact_step_coefficients(eta_a: float, eta_b: float) -> tuple[float, float, float]:
+    """pf_exact_step = x0_hat + eta_b (y - x0_hat) + rho (x - x0_hat - eta_a (y - x0_hat)), rho = sqrt(eta_b/eta_a),
+    = rho x + (1 - eta_b - rho (1 - eta_a)) x0_hat + (eta_b - rho eta_a) y."""
+    rho = math.sqrt(eta_b / eta_a)
+    return rho, 1 - eta_b - rho * (1 - eta_a), eta_b - rho * eta_a
 
 
 @torch.no_grad()
@@ -261,7 +296,8 @@ def sample_exp1(
     eta, _ = _levels(schedule, ts)
     for i in trange(len(ts) - 1, disable=not progress, desc="exp1"):
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
-        x_next = pf_exact_step(x, x0_hat, y, float(eta[i]), float(eta[i + 1]))
+        c_x, c_0, c_y = _exact_step_coefficients(float(eta[i]), float(eta[i + 1]))
+        x_next = _combine((c_x, x), (c_0, x0_hat), (c_y, y))
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -345,11 +381,15 @@ def sample_exp2m(
     x0_prev = None
     for i in trange(len(ts) - 1, disable=not progress, desc="exp2m" if variable == "eta" else "exp2m_sqrt"):
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
+        c_x, c_0, c_y = _exact_step_coefficients(float(eta[i]), float(eta[i + 1]))
         if x0_prev is None:
-            x_next = pf_exact_step(x, x0_hat, y, float(eta[i]), float(eta[i + 1]))
+            x_next = _combine((c_x, x), (c_0, x0_hat), (c_y, y))
         else:
+            # exp2m_step: exp1 - W D,  D = (x0_hat - x0_prev)/(v_i - v_{i-1})
             v = variable if eta[i + 1] > 0 else "eta"
-            x_next = exp2m_step(x, x0_hat, x0_prev, y, float(eta[i - 1]), float(eta[i]), float(eta[i + 1]), v)
+            dv = eta[i] - eta[i - 1] if v == "eta" else math.sqrt(eta[i]) - math.sqrt(eta[i - 1])
+            w = exp2m_weight(float(eta[i]), float(eta[i + 1]), v) / float(dv)
+            x_next = _combine((c_x, x), (c_0 - w, x0_hat), (w, x0_prev), (c_y, y))
         _report(callback, i, ts, x, x_next, x0_hat)
         x, x0_prev = x_next, x0_hat
     return x
@@ -379,9 +419,12 @@ def sample_euler_maruyama(
     for i in trange(len(ts) - 1, disable=not progress, desc="euler_maruyama"):
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
         d_eta = float(eta[i + 1] - eta[i])
-        x_next = x + d_eta * reverse_sde_drift_eta(x, x0_hat, y, float(eta[i]))
+        # reverse_sde_drift_eta = (y - x0_hat) + (x - (1-eta) x0_hat - eta y)/eta = (x - x0_hat)/eta
+        c = d_eta / float(eta[i])
+        terms = [(1 + c, x), (-c, x0_hat)]
         if eta[i + 1] > 0:
-            x_next = x_next + kappa * math.sqrt(-d_eta) * _noise(noise, i, x, generator)
+            terms.append((kappa * math.sqrt(-d_eta), _noise(noise, i, x, generator)))
+        x_next = _combine(*terms)
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x

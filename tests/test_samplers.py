@@ -11,16 +11,26 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from ctlib.diffusion import prior_sample, randn_like
+from ctlib.diffusion import (
+    pf_drift,
+    pf_exact_step,
+    posterior_mean_variance,
+    prior_sample,
+    randn_like,
+    reverse_sde_drift_eta,
+)
 from ctlib.grids import rho_grid
 from ctlib.samplers import (
     SOLVERS,
     exp2m_step,
     exp2m_weight,
     sample,
+    sample_euler,
     sample_euler_maruyama,
     sample_exp1,
     sample_exp2m,
+    sample_heun,
+    sample_resshift,
     solver_grid,
 )
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
@@ -95,6 +105,50 @@ def test_heun_nfe15_is_seven_heun_steps_plus_final_euler():
     g = rho_grid(9, 1.0, 15)
     expected = [g[0]] + [v for i in range(1, 8) for v in (g[i], g[i])] + [g[8]]
     np.testing.assert_allclose([t[0] for t in den.times], expected, rtol=1e-14)
+
+
+class Replay:
+    """A denoiser that returns prescribed tensors, one per call (independent of x)."""
+
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+
+    def __call__(self, x_t, t, y):
+        return self.outputs.pop(0).clone()
+
+
+@pytest.mark.parametrize("schedule", [SCHED, ExpAlphaSchedule.report()])
+def test_steps_match_the_diffusion_formulas(schedule):
+    """Each solver's update (coefficients collected in float64) equals the ctlib.diffusion formulas."""
+    g = torch.Generator().manual_seed(0)
+    x, y, c1, c2, c3, z = (torch.randn(2, 3, 4, generator=g, dtype=torch.float64) for _ in range(6))
+    ta, tb, tc = 0.8, 0.45, 0.2
+    ea, eb, ec = (float(schedule.eta(t)) for t in (ta, tb, tc))
+    aa, ab = float(schedule.alpha(ta)), float(schedule.alpha(tb))
+    h = tb - ta
+    close = lambda a, b: torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)  # noqa: E731
+
+    close(sample_euler(Replay([c1]), x, y, [ta, tb], schedule=schedule), x + h * pf_drift(x, c1, y, ea, aa))
+    x_pred = x + h * pf_drift(x, c1, y, ea, aa)
+    heun = x + h / 2 * (pf_drift(x, c1, y, ea, aa) + pf_drift(x_pred, c2, y, eb, ab))
+    close(sample_heun(Replay([c1, c2]), x, y, [ta, tb], schedule=schedule), heun)
+    close(sample_heun(Replay([c1]), x, y, [ta, 0.0], schedule=schedule), x - ta * pf_drift(x, c1, y, ea, aa))
+    close(sample_exp1(Replay([c1]), x, y, [ta, tb], schedule=schedule), pf_exact_step(x, c1, y, ea, eb))
+    for variable in ("eta", "sqrt_eta"):
+        x1 = pf_exact_step(x, c1, y, ea, eb)
+        expected = exp2m_step(x1, c2, c1, y, ea, eb, ec, variable)
+        close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, tc], schedule=schedule, variable=variable), expected)
+        expected_0 = exp2m_step(x1, c2, c1, y, ea, eb, 0.0, "eta")  # into 0: extrapolation in eta
+        close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, 0.0], schedule=schedule, variable=variable), expected_0)
+    em = x + (eb - ea) * reverse_sde_drift_eta(x, c1, y, ea) + schedule.kappa * math.sqrt(ea - eb) * z
+    close(sample_euler_maruyama(Replay([c1]), x, y, [ta, tb], schedule=schedule, noise=[z]), em)
+    # resshift, first step (k = T): posterior mean and variance
+    first = []
+    sample_resshift(Replay([c1] * schedule.T), x, y, schedule=schedule, noise=z.expand(schedule.T, *z.shape),
+                    callback=lambda d: first.append(d["x_next"]))
+    etas = schedule.etas
+    mean, var = posterior_mean_variance(x, c1, float(etas[-1]), float(etas[-2]), schedule.kappa)
+    close(first[0], mean + math.sqrt(var) * z)
 
 
 def _constant_denoiser(c):
