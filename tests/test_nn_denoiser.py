@@ -24,6 +24,16 @@ from ctlib.schedule import ResShiftSchedule
 from .conftest import FIXTURES, load_npz
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These networks are tiny: one thread is as fast and immune to OpenMP oversubscription on a
+    busy machine (2 threads on 2 shared cores slowed single forwards from 0.05 s to seconds)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class ToyNetwork(nn.Module):
     """The fixture's toy: 0.9 x_in + 0.2 NN4(lq) + 0.02 t; records what it receives."""
 
@@ -155,6 +165,9 @@ def test_latent_wrapper_with_vq_encodes_upsampled_lr_and_decodes():
     assert cond.lq.shape == (1, 3, 32, 32) and cond.y.shape == (1, 3, 32, 32)
     x0_hat = cond(cond.y, torch.tensor([0.5]), cond.y)
     assert x0_hat.shape == cond.y.shape and (x0_hat.abs() > 1).any()  # latent path: no clamp
+    wrapper.train()
+    assert wrapper.network.training and not vq.training  # the autoencoder stays frozen
+    wrapper.eval()
     image = cond.decode(x0_hat)
     assert image.shape == (1, 3, 80, 128)
     with torch.no_grad():
@@ -229,3 +242,12 @@ def test_build_official_denoiser_from_weight_files(tmp_path):
     torch.testing.assert_close(out, unet["output"], rtol=0, atol=1e-5)
     torch.testing.assert_close(h, vq["outputs_float32"]["h"], rtol=0, atol=1e-5)
     assert not any(p.requires_grad for p in wrapper.autoencoder.parameters())
+
+
+def test_gradients_reach_the_network_only():
+    net, vq = _small_unet(), _small_vq()
+    wrapper = ResShiftDenoiser(net, ResShiftSchedule(), autoencoder=vq).train()
+    cond = wrapper.condition(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1)
+    cond(cond.y, torch.tensor([0.3]), cond.y).square().mean().backward()
+    assert net.out[2].weight.grad is not None and float(net.out[2].weight.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in vq.parameters())

@@ -16,6 +16,16 @@ from ctlib.nn.unet import UNetModelSwin, timestep_embedding
 from .conftest import FIXTURES
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These networks are tiny: one thread is as fast and immune to OpenMP oversubscription on a
+    busy machine (2 threads on 2 shared cores slowed single forwards from 0.05 s to seconds)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @functools.cache
 def _fixture() -> dict:
     return torch.load(FIXTURES / "unet_small.pt", weights_only=True)
@@ -231,6 +241,11 @@ def test_bundled_config_builds_and_runs():
     assert 0.5e6 < model.num_parameters() < 5e6
     m = model.size_multiple
     x = torch.randn(1, 3, m, 2 * m)
+    lq = torch.randn(1, 3, m, 2 * m)
     with torch.no_grad():
-        out = model(x, torch.tensor([4.0]), lq=torch.randn(1, 3, m, 2 * m))
+        out = model(x, torch.tensor([4.0]), lq=lq)
     assert out.shape == x.shape and torch.isfinite(out).all()
+    fast = build_unet(BUNDLED_PIXEL, channels_last=True).eval()
+    fast.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x, torch.tensor([4.0]), lq=lq), out, rtol=0, atol=1e-5)

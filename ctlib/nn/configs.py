@@ -10,19 +10,26 @@ r"""Named network configurations and builders.
     per level, no attention except the middle blocks; 55,322,782 parameters.
 ``BUNDLED_PIXEL``
     The kit's small pixel-space model for the bundled (``cpu``) profile: 3 + 3 input channels (the
-    state and the bicubic-upsampled LR, ``lq_size == image_size`` so the LR feature extractor is
-    the identity), model_channels 32, channel_mult [1,2,2,2], one ResBlock per level, Swin
-    (embed 64, 4 heads, window 8, textbook mask, MLP ratio 2) only at the two coarsest levels
-    (64 and 32 for 256 x 256 inputs); 1,143,107 parameters, sides multiples of 64.
+    state and the bicubic-upsampled LR; ``lq_size == image_size`` so the LR feature extractor is
+    the identity), model_channels 32, channel_mult [1, 1, 2, 2], ResBlocks per level [0, 1, 1, 1]
+    (the full-resolution level has only the input conv, one decoder ResBlock and the output head),
+    Swin (embed 64, 4 heads, window 8, MLP ratio 2, textbook mask) at the two coarsest levels (64
+    and 32 for a 256 x 256 input); 1,568,235 parameters; sides must be multiples of 64 (the
+    wrapper pads the LR to multiples of 16).
 
-    Measured (``benchmarks/networks.py``, float32, 2 CPU threads of a shared 2-core machine,
-    torch 2.14.1): one forward at batch 8, 256 x 256 takes about 0.9 s (median; 0.11 s per
-    image), so the cpu profile's 12 sampler rows x 15 evaluations x 24 images need about
-    3 minutes of network time.  The ~0.2 s per batch-8 forward the issue hoped for is not
-    reachable by any UNet of this family: the full-resolution level alone (input conv, one
-    ResBlock, two decoder ResBlocks, output conv at 32 channels on 8 x 256 x 256 pixels) costs
-    about 40 GFLOP, ~0.5 s at the ~80 GFLOP/s two cores sustain.  Larger choices measured on the
-    same machine: model_channels 64 (4.5 M parameters) ~2.5 s; Swin also at 128 x 128 ~1.4 s.
+    Why this size (``benchmarks/networks.py``, float32, torch 2.14.1, batch 8 at 256 x 256):
+    124 GFLOP per forward; 3.5 s of single-thread CPU time (2.6 s with
+    ``build_unet(..., channels_last=True)``), i.e. about 1.5-2 s of wall time on two idle
+    cores, 5.5 s measured on the shared, loaded 2-core build machine.  The ~0.2 s per batch-8
+    forward the issue hoped for is out of reach for any network of this family at 256 x 256:
+    the floor is the full-resolution level (at least 32 channels, since GroupNorm uses 32 groups;
+    input conv, one ResBlock at 64 -> 32 channels, the upsampling conv feeding it, output conv),
+    about 45 GFLOP, plus the half-resolution level.  Measured alternatives: channel_mult
+    [1, 2, 2, 2] with one ResBlock everywhere (1.9 M parameters) 267 GFLOP; [1, 1, 1, 2] 100
+    GFLOP (less capacity for a 20 % saving).  For the cpu profile's 12 rows x 15 evaluations x 24
+    images (540 batch-8 forwards) that is ~15-18 minutes of network time on two idle cores;
+    evaluating on 128 x 128 crops (4 x fewer pixels) or on fewer images brings it under 10.
+    Reference point: the v1 UNet needs 101 GFLOP (1.2 s single-thread CPU) per 64 x 64 latent.
 
 All configs are read-only mappings; :func:`build_unet` / :func:`build_vq` accept them or any
 dict of constructor arguments (e.g. a model's ``.config``).
@@ -114,8 +121,8 @@ BUNDLED_PIXEL: Mapping[str, Any] = _frozen(
         "out_channels": 3,
         "attention_resolutions": [64, 32],
         "dropout": 0,
-        "channel_mult": [1, 2, 2, 2],
-        "num_res_blocks": [1, 1, 1, 1],
+        "channel_mult": [1, 1, 2, 2],
+        "num_res_blocks": [0, 1, 1, 1],
         "conv_resample": True,
         "dims": 2,
         "use_fp16": False,
@@ -134,17 +141,21 @@ BUNDLED_PIXEL: Mapping[str, Any] = _frozen(
 
 
 def build_unet(config: Mapping[str, Any], *, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None) -> UNetModelSwin:
+               dtype: torch.dtype | None = None, channels_last: bool = False) -> UNetModelSwin:
     """``UNetModelSwin(**config)`` (a named config or any constructor dict), optionally moved.
 
     ``device="meta"`` builds the model without allocating memory (shapes and keys only).
+    ``channels_last=True`` stores the convolution weights channels-last, which makes CPU inference
+    ~25 % faster (inputs may stay in the default layout; results agree to float32 rounding).
     """
     kwargs = to_plain(config)
     if device is not None and str(device) == "meta":
         with torch.device("meta"):
             return UNetModelSwin(**kwargs)
     model = UNetModelSwin(**kwargs)
-    return model.to(device=device, dtype=dtype) if (device is not None or dtype is not None) else model
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def build_vq(config: Mapping[str, Any], *, device: torch.device | str | None = None,

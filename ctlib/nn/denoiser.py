@@ -170,6 +170,13 @@ class ResShiftDenoiser(nn.Module):
         self.lr_channels = 3
         self.lr_multiple = self._lr_multiple(lr_multiple)
 
+    def train(self, mode: bool = True) -> ResShiftDenoiser:
+        """Set the network's mode; the frozen autoencoder always stays in eval mode."""
+        super().train(mode)
+        if isinstance(self.autoencoder, nn.Module):
+            self.autoencoder.eval()
+        return self
+
     # -- settings ---------------------------------------------------------------------------
     def _lr_multiple(self, requested: int | None) -> int:
         """LR multiple that makes the state size (LR * sf / first_stage_factor) a multiple of the

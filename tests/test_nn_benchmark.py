@@ -1,0 +1,31 @@
+"""Smoke test of benchmarks/networks.py with tiny sizes (the real run takes minutes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import torch
+
+from .conftest import ROOT
+
+
+def test_networks_benchmark_writes_json(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_networks", ROOT / "benchmarks" / "networks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "networks.json"
+    argv = ["--out", str(out), "--threads", "1", "--repeats", "1", "--skip-v1", "--skip-vq",
+            "--bundled-batch", "1", "--bundled-size", "64"]
+    threads = torch.get_num_threads()
+    try:
+        report = module.main(argv)
+    finally:
+        torch.set_num_threads(threads)  # the script sets its own thread count
+    assert json.loads(out.read_text()) == report
+    names = [case["name"] for case in report["results"]]
+    assert names == ["bundled_pixel", "bundled_pixel_channels_last"]
+    for case in report["results"]:
+        assert case["parameters"] == 1_568_235 and case["input"] == [1, 3, 64, 64]
+        assert case["gflop"] > 0 and case["median_ms"] > 0 and len(case["all_ms"]) == 1
+    assert "bundled_pixel" in capsys.readouterr().out
