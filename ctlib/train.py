@@ -43,7 +43,7 @@ from torch import nn
 
 from ._checks import check_int, check_positive
 from .diffusion import q_sample
-from .schedule import ResShiftSchedule, Schedule
+from .schedule import ResShiftSchedule, Schedule, schedule_from_dict
 
 __all__ = [
     "TrainConfig",
@@ -57,6 +57,7 @@ __all__ = [
     "train",
     "atomic_save",
     "PairSource",
+    "export_model",
     "DEGRADATIONS",
 ]
 
@@ -344,6 +345,7 @@ def train(
         if rank != 0:
             return
         atomic_save({"config": asdict(config), "schedule": schedule.to_dict(), "step": step,
+                     "net_config": dict(getattr(net, "config", {}) or {}), "denoiser": wrapper.settings(),
                      "model": net.state_dict(), "ema": ema.model.state_dict(),
                      "optimizer": optimizer.state_dict(), "rng": generator.get_state()}, out_dir / "last.pt")
 
@@ -597,3 +599,25 @@ def run_training(
     validate = one_step_psnr_validator(wrapper) if settings["val_every"] and wrapper.space == "pixel" else None
     return train(wrapper, wrapper.schedule, source, config, out_dir, device=dev, resume=resume, overwrite=overwrite,
                  validate=validate, progress=progress, model_meta={"profile": profile, "mode": mode})
+
+
+def export_model(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
+                 net_config: dict | None = None) -> Path:
+    """Write the EMA weights of ``run_dir/last.pt`` as a kit checkpoint (``run_dir/model.pt`` by
+    default) without waiting for the run to finish; ``net_config`` is needed only for ``last.pt``
+    files written before the network config was stored in them."""
+    from .nn.checkpoint import save_checkpoint
+    from .nn.configs import build_unet
+
+    run_dir = Path(run_dir)
+    saved = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+    cfg = saved.get("net_config") or net_config
+    if not cfg:
+        raise ValueError(f"{run_dir / 'last.pt'} stores no network config; pass net_config=")
+    net = build_unet(cfg)
+    net.load_state_dict(saved["ema"])
+    meta = {"train": saved["config"], "steps": saved["step"], "exported_from": str(run_dir / "last.pt")}
+    denoiser = saved.get("denoiser") or {"latent_scaling": False, "clamp_x0": True, "lq": "upsampled", "sf": 4,
+                                         "lr_multiple": None, "scale_factor": 1.0}
+    return save_checkpoint(Path(out) if out else run_dir / "model.pt", net, schedule=schedule_from_dict(saved["schedule"]),
+                           denoiser=denoiser, meta=meta)

@@ -11,7 +11,6 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures" / "resshift_reference"
 ROOT = Path(__file__).resolve().parent.parent
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
 @functools.cache
