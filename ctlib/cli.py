@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, progress=not args.no_progress, seed=args.seed, iterations=args.iterations,
             batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr, degradation=args.degradation,
             crop_size=args.crop_size, warmup=args.warmup, ema_decay=args.ema_decay, val_every=args.val_every,
-            ckpt_every=args.ckpt_every,
+            ckpt_every=args.ckpt_every, grad_clip=args.grad_clip,
         )
     except (RunFolderError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--ema-decay", type=float)
     tp.add_argument("--val-every", type=int)
     tp.add_argument("--ckpt-every", type=int)
+    tp.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     tp.add_argument("--degradation", choices=("bicubic", "realesrgan", "mix"))
     tp.add_argument("--no-progress", action="store_true")
     tp.set_defaults(func=cmd_train)
