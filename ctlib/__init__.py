@@ -13,6 +13,8 @@ from .diffusion import (
     score_from_x0,
     x0_from_score,
 )
+from .grids import rho_grid, uniform_grid
+from .samplers import SOLVERS, sample
 from .schedule import ExpAlphaSchedule, ResShiftSchedule, Schedule, fit_exp_alpha, schedule_from_dict
 
 __version__ = "0.1.0"
@@ -31,4 +33,8 @@ __all__ = [
     "pf_drift",
     "pf_drift_eta",
     "pf_exact_step",
+    "sample",
+    "SOLVERS",
+    "rho_grid",
+    "uniform_grid",
 ]
