@@ -143,14 +143,13 @@ class EMA:
 
 def network_x0(wrapper: Any, net: Callable[..., torch.Tensor], x_t: torch.Tensor, t: torch.Tensor,
                lq: torch.Tensor) -> torch.Tensor:
-    """The raw network's x0 prediction for training: ``net(*wrapper.network_input(x_t, t), lq=lq)``.
+    """The network's x0 prediction for training: ``wrapper.network_x0(x_t, t, lq, network=net)``.
 
-    ``wrapper.network_input`` is the very function the sampling-time denoiser uses (input scaling
-    and the time index ``T t - 1``), so training and sampling feed the network alike.  No clamp here:
-    the official training loss is on the unclamped prediction.
+    That is the very function the sampling-time denoiser calls (input scaling, the time index
+    ``T t - 1``, the optional global residual), so training and sampling feed the network alike.
+    No clamp here: the official training loss is on the unclamped prediction.
     """
-    x_in, index = wrapper.network_input(x_t, t.double())
-    return net(x_in, index.to(x_t.device), lq=lq)
+    return wrapper.network_x0(x_t, t.double(), lq, network=net)
 
 
 def training_loss(
@@ -469,10 +468,12 @@ def build_network(net: str, init: str | os.PathLike | None = None) -> nn.Module:
         if type(loaded.model).__name__ != "UNetModelSwin":
             raise ValueError(f"{init} holds a {type(loaded.model).__name__}, not a UNetModelSwin denoiser network")
         return loaded.model
-    if net == "tiny":
-        return build_unet({**dict(BUNDLED_PIXEL), **TINY_PIXEL_OVERRIDES})
-    if net == "bundled":
-        return build_unet(BUNDLED_PIXEL)
+    if net in ("tiny", "bundled"):
+        fresh = build_unet({**dict(BUNDLED_PIXEL), **TINY_PIXEL_OVERRIDES} if net == "tiny" else BUNDLED_PIXEL)
+        # zero output layer (as the official init): with the residual wrapper a fresh model outputs y
+        nn.init.zeros_(fresh.out[-1].weight)
+        nn.init.zeros_(fresh.out[-1].bias)
+        return fresh
     if net == "v1":
         return build_unet(V1_UNET)
     raise ValueError(f"unknown network kind {net!r}")
@@ -585,7 +586,13 @@ def run_training(
     elif settings["net"] == "v1":
         raise ValueError("the paper profile starts from the official weights: pass --official-unet and --official-vq")
     else:
-        wrapper = ResShiftDenoiser(build_network(settings["net"], init), ResShiftSchedule(), lq="upsampled")
+        residual = settings.get("residual", True)
+        if init is not None:
+            from .nn.checkpoint import load_checkpoint
+
+            residual = bool((load_checkpoint(init).denoiser or {}).get("residual", False))
+        wrapper = ResShiftDenoiser(build_network(settings["net"], init), ResShiftSchedule(), lq="upsampled",
+                                   residual=residual)
 
     config = TrainConfig(
         mode=mode, iterations=settings["iterations"], batch_size=settings["batch_size"],

@@ -133,6 +133,12 @@ class ResShiftDenoiser(nn.Module):
         Pad the LR to a multiple of this many pixels (default: what the network needs).
     scale_factor:
         Latent scale of the official diffusion (1.0 for v1): ``y = scale_factor * encode(...)``.
+    residual:
+        ``x0_hat = lq + network(...)``: a global residual on the upsampled LR (only with
+        ``lq="upsampled"`` in pixel space, where ``lq`` is ``y``).  The kit's small pixel models use
+        it (as EDSR-style SR networks do): with the official zero-initialised output layer a fresh
+        network starts at the bicubic image instead of at 0.  The official model predicts x0
+        directly (False).
     """
 
     def __init__(
@@ -147,8 +153,12 @@ class ResShiftDenoiser(nn.Module):
         sf: int = 4,
         lr_multiple: int | None = None,
         scale_factor: float = 1.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        if residual and (lq != "upsampled" or autoencoder is not None):
+            raise ValueError("residual=True needs lq='upsampled' in pixel space (x0_hat = upsampled LR + output)")
+        self.residual = bool(residual)
         if lq not in LQ_MODES:
             raise ValueError(f"lq must be one of {LQ_MODES}, got {lq!r}")
         if not isinstance(sf, int) or sf < 1:
@@ -204,6 +214,7 @@ class ResShiftDenoiser(nn.Module):
             "sf": self.sf,
             "lr_multiple": self.lr_multiple,
             "scale_factor": self.scale_factor,
+            "residual": self.residual,
         }
 
     @property
@@ -276,6 +287,17 @@ class ResShiftDenoiser(nn.Module):
         x_in = scale_input(x_t, eta, self.schedule.kappa, latent=self.latent_scaling)
         return x_in, time_to_index(t, self.schedule.T)
 
+    def network_x0(self, x_t: torch.Tensor, t: torch.Tensor, lq: torch.Tensor,
+                   network: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        """The network's x0 prediction, unchecked and unclamped (what training differentiates):
+        ``network(*network_input(x_t, t), lq=lq)`` (+ ``lq`` with ``residual``).  ``network``
+        replaces ``self.network`` (e.g. its DistributedDataParallel wrapper)."""
+        x_in, index = self.network_input(x_t, t)
+        dtype = self.network_dtype or x_t.dtype
+        net = self.network if network is None else network
+        out = net(x_in.to(dtype), index.to(x_t.device), lq=lq.to(dtype)).to(x_t.dtype)
+        return out + lq.to(out.dtype) if self.residual else out
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, lq: torch.Tensor) -> torch.Tensor:
         """x0_hat for state ``x_t`` (B, C, H, W) at times ``t`` (B,) given the network condition ``lq``
         (the padded LR, or its upsampled version, as :meth:`condition` prepares it)."""
@@ -284,9 +306,7 @@ class ResShiftDenoiser(nn.Module):
         if not isinstance(lq, torch.Tensor) or lq.ndim != 4 or lq.shape[0] != x_t.shape[0]:
             raise ValueError(f"lq must be a (B, C, h, w) tensor with B = {x_t.shape[0]}, got {getattr(lq, 'shape', lq)}")
         t = self.check_time(t, x_t.shape[0], x_t.device)
-        x_in, index = self.network_input(x_t, t)
-        dtype = self.network_dtype or x_t.dtype
-        x0_hat = self.network(x_in.to(dtype), index.to(x_t.device), lq=lq.to(dtype)).to(x_t.dtype)
+        x0_hat = self.network_x0(x_t, t, lq)
         if x0_hat.shape != x_t.shape:
             raise ValueError(f"the network returned shape {tuple(x0_hat.shape)} for x_t of shape {tuple(x_t.shape)}")
         return x0_hat.clamp(-1.0, 1.0) if self.clamp_x0 else x0_hat
