@@ -1101,16 +1101,20 @@ def load_table(path: str | Path) -> dict[str, Any]:
 
 
 def save_record(results_dir: str | Path, record_dir: str | Path = RECORD_DIR) -> Path:
-    """Copy a run's table files and per-row CSV/JSON/crops to ``record_dir`` (the results of record)."""
+    """Copy a run's table files and per-row CSV/JSON to ``record_dir`` (the results of record), with the
+    zoom crops of the rows :func:`plot_crops` shows (bicubic, the baseline, the best row) only."""
     src, dst = Path(results_dir), _resolve(record_dir)
     (dst / "rows").mkdir(parents=True, exist_ok=True)
     for old in (dst / "rows").glob("*"):
         old.unlink()
     for name in ("table.json", "table.csv", "table.md"):
         shutil.copy2(src / name, dst / name)
-    keys = {r["key"] for r in load_table(src)["rows"] if r["status"] == "ok"}
+    table = load_table(src)
+    keys = {r["key"] for r in table["rows"] if r["status"] == "ok"}
+    shown = {"bicubic", RowSpec("resshift", "baseline", 15).key, table["best"]["key"]}  # plot_crops' columns
     for f in sorted((src / "rows").glob("*")):
-        if f.name.split(".")[0] in keys:
+        key = f.name.removesuffix(".crops.npz").removesuffix(".csv").removesuffix(".json")
+        if key in keys and (not f.name.endswith(".crops.npz") or key in shown):
             shutil.copy2(f, dst / "rows" / f.name)
     return dst
 
