@@ -14,8 +14,10 @@ from .diffusion import (
     x0_from_score,
 )
 from .grids import rho_grid, uniform_grid
-from .samplers import SOLVERS, sample
+from .samplers import SOLVERS, min_nfe, sample, solver_grid
 from .schedule import ExpAlphaSchedule, ResShiftSchedule, Schedule, fit_exp_alpha, schedule_from_dict
+from .toy import GaussianMixtureToy
+from .upscale import upscale
 
 __version__ = "0.1.0"
 
@@ -37,4 +39,8 @@ __all__ = [
     "SOLVERS",
     "rho_grid",
     "uniform_grid",
+    "solver_grid",
+    "min_nfe",
+    "GaussianMixtureToy",
+    "upscale",
 ]

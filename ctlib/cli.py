@@ -4,6 +4,8 @@ Commands
 --------
 reproduce   run the kit's notebooks headless with papermill, in order, into ``results/<profile>/``
 train       discrete pretraining or continuous fine-tuning (also under ``torchrun``)
+evaluate    one solver row on a folder of HR images -> JSON (:mod:`ctlib.evaluate`)
+upscale     x4 super-resolution of your own images, any size (:mod:`ctlib.upscale`)
 """
 
 from __future__ import annotations
@@ -92,6 +94,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 1
     for path, seconds in done:
         print(f"  {path}  ({seconds:.1f} s)")
+    from .evaluate import print_table_from
+
+    if (out_dir / "table.md").exists() or any(out_dir.glob("*/table.md")):
+        print_table_from(out_dir)
     print(f"done in {time.perf_counter() - start:.1f} s; executed notebooks are in {out_dir}/")
     return 0
 
@@ -155,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--degradation", choices=("bicubic", "realesrgan", "mix"))
     tp.add_argument("--no-progress", action="store_true")
     tp.set_defaults(func=cmd_train)
+
+    from .evaluate import add_evaluate_parser
+    from .upscale import add_upscale_parser
+
+    add_evaluate_parser(sub)
+    add_upscale_parser(sub)
     return ap
 
 
