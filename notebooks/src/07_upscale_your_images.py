@@ -1,0 +1,299 @@
+# %% [markdown]
+# # 07 · Upscale your own images
+#
+# **What this notebook shows.** How to use the kit's model on your own pictures, of any size:
+# 1. the Python API `ctlib.upscale(image, ...)` on a few bundled test photos (made into LR inputs by
+#    MATLAB-style bicubic x1/4), with zoomed crops of the LR input, bicubic upsampling, our result and
+#    the original;
+# 2. a larger image processed in overlapping tiles, blended with a raised-cosine window: where the
+#    tiles lie, and a check that no seam shows;
+# 3. what the number of network evaluations (nfe) and the solver change;
+# 4. files in, files out: the `python -m ctlib upscale` command (grayscale stays grayscale, alpha is
+#    kept, 16-bit stays 16-bit; existing files are never overwritten);
+# 5. how to use the official ResShift weights instead (runs only if you have downloaded them).
+#
+# **Run time** (2 shared CPU cores): profile `cpu` (the stored outputs) about 60 s, nearly all of it
+# network evaluations (the kit's 1.6 M-parameter pixel model costs about 0.3 s per 256 x 256 output
+# tile per evaluation on one core); profile `smoke` about 10 s (one small photo, fewer evaluations).
+# `gpu` and `paper` run the `cpu` settings on CUDA when it is available; `paper` uses the official
+# weights (`official_unet`, `official_vq` below).
+#
+# To upscale your own photos, put their paths in `images` in the next cell (any size: large images are
+# tiled) -- or use the command line, section 4.
+
+# %%
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+from ctlib.data import bicubic_lr, read_image, to_numpy, to_tensor, write_png
+from ctlib.metrics import psnr
+from ctlib.nn.denoiser import upsample_lr
+from ctlib.upscale import load_upscaler, seam_ratio, tile_layout, upscale, upscale_files
+
+# %% tags=["parameters"]
+profile = "cpu"  # "cpu" (the stored run), "smoke" (seconds), "gpu" / "paper" (CUDA if available)
+checkpoint = "../data/checkpoints/continuous_finetune.pt"  # the shipped, continuously fine-tuned model
+images = [  # HR photos made into LR inputs here; use your own files (LR already) with upscale(path)
+    "../data/photos/test/00_astronaut.png",
+    "../data/photos/test/05_motorcycle.png",
+    "../data/photos/test/07_flower.png",
+]
+large_image = "../data/photos/train/brushes_0.jpg"  # a 512 x 512 training photo: the tiling demo
+official_unet = "../data/checkpoints/resshift_realsrx4_s15_v1.pth"  # download these to use them
+official_vq = "../data/checkpoints/autoencoder_vq_f4.pth"
+seed = 0
+
+# %%
+settings = {
+    # HR crop side of the photos / of the large image (LR = side / 4); tile and overlap (LR pixels);
+    # nfe values of the solver study and the side of its HR crop
+    "cpu": {"photos": 3, "side": 256, "large": 320, "tile": 48, "overlap": 16, "nfes": (3, 5, 15), "study": 128},
+    "smoke": {"photos": 1, "side": 128, "large": 192, "tile": 32, "overlap": 8, "nfes": (3,), "study": 64},
+}
+settings["gpu"] = settings["paper"] = settings["cpu"]
+if profile not in settings:
+    raise ValueError(f"profile must be one of {sorted(settings)}, got {profile!r}")
+cfg = settings[profile]
+device = "cuda" if profile in ("gpu", "paper") and torch.cuda.is_available() else "cpu"
+if device == "cpu":
+    torch.set_num_threads(1)  # on a shared 2-core machine one thread is faster than two fighting for it
+t_start = time.perf_counter()
+
+if profile == "paper":
+    model = load_upscaler(official_unet=official_unet, official_vq=official_vq, device=device)
+else:
+    model = load_upscaler(checkpoint, device=device)
+n_params = sum(p.numel() for p in model.network.parameters())
+print(f"profile {profile} on {device}: {model.space}-space model, x{model.sf}, {n_params / 1e6:.2f} M parameters, "
+      f"LR padded to multiples of {model.lr_multiple}")
+print(f"schedule: T = {model.schedule.T}, kappa = {model.schedule.kappa}, eta(1) = {float(model.schedule.eta(1.0)):.4f}")
+
+
+# %%
+def center_crop(img: np.ndarray, side: int) -> np.ndarray:
+    """The central side x side crop of an HWC image."""
+    h, w = img.shape[:2]
+    top, left = (h - side) // 2, (w - side) // 2
+    return img[top: top + side, left: left + side]
+
+
+def make_lr(hr: np.ndarray) -> np.ndarray:
+    """The report's LR: MATLAB bicubic x1/4, clamped, 8-bit levels (HWC in [0, 1])."""
+    return to_numpy(bicubic_lr(to_tensor(hr)[None].double()).float())
+
+
+def bicubic_x4(lr: np.ndarray) -> np.ndarray:
+    """Plain bicubic x4 (the upsampling the model is conditioned on)."""
+    return to_numpy(upsample_lr(to_tensor(lr)[None], 4).clamp(0, 1))
+
+
+hrs = [center_crop(read_image(p), cfg["side"]) for p in images[: cfg["photos"]]]
+lrs = [make_lr(hr) for hr in hrs]
+print("LR inputs:", ", ".join(f"{Path(p).name} {lr.shape[1]}x{lr.shape[0]}" for p, lr in zip(images, lrs)))
+
+# %% [markdown]
+# ## 1. The API on a few photos
+#
+# `ctlib.upscale(image, model, solver="euler", nfe=15, seed=0, tile=64, overlap=16)` (defined in
+# `ctlib/upscale.py`, which also holds the helpers imported above) takes a numpy image
+# (HWC, float in [0, 1] or uint8/uint16; gray, gray + alpha, RGB or RGBA), a torch tensor (CHW) or a
+# file path, and returns the same kind of image, 4x larger. These LR inputs are 64 x 64, smaller than
+# one tile, so each is sampled in one piece. The result is a *sample*: the seed decides the details.
+# PSNR against the original is printed for orientation only -- a generative upscaler trades PSNR for
+# sharpness, and bicubic upsampling, which is blurry, often scores higher.
+
+# %% tags=["nbval-ignore-output"]
+t0 = time.perf_counter()
+ours = [upscale(lr, model, seed=seed) for lr in lrs]
+print(f"{len(lrs)} photos upscaled in {time.perf_counter() - t0:.1f} s")
+
+# %%
+bicubic = [bicubic_x4(lr) for lr in lrs]
+for p, hr, b, o in zip(images, hrs, bicubic, ours):
+    print(f"{Path(p).name:<20} PSNR-Y bicubic {psnr(b, hr, y_channel=True, border=4):6.2f} dB   "
+          f"ours {psnr(o, hr, y_channel=True, border=4):6.2f} dB")
+
+zoom = cfg["side"] // 4  # side of the zoomed crop, output pixels
+fig, axes = plt.subplots(len(hrs), 5, figsize=(15, 3.1 * len(hrs)), squeeze=False)
+for row, (lr, hr, b, o) in enumerate(zip(lrs, hrs, bicubic, ours)):
+    z0 = cfg["side"] // 2 - zoom // 2
+    panels = [("input (LR)", lr, False), ("bicubic x4", b, True), ("ours x4", o, True), ("original", hr, True),
+              ("ours, full", o, False)]
+    for ax, (title, img, zoomed) in zip(axes[row], panels):
+        shown = img[z0: z0 + zoom, z0: z0 + zoom] if zoomed else img
+        ax.imshow(np.clip(shown, 0, 1), interpolation="nearest")
+        ax.set_title(title + (" (zoom)" if zoomed else ""), fontsize=9)
+        ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 2. A larger image: overlapping tiles
+#
+# Memory is bounded by the tile size, not by the image: the LR image is cut into `tile x tile` tiles
+# (LR pixels) that overlap by `overlap` pixels; each tile is sampled on its own and the 4x tiles are
+# added with a weight that rises as $\sin^2$ over the overlap (two facing ramps sum to 1), then
+# divided by the summed weight. The starting noise $x_T$ is a function of the pixel's position in the
+# whole image (fixed seeded blocks), so neighbouring tiles start from the same noise where they
+# overlap. Here the tiles are 48 LR pixels (the default, 64, is the size the model was trained on) so
+# that this 80 x 80 LR image has several. The photo is a crop of a *training* photo: this section is
+# about tiling, not about quality on unseen images.
+
+# %%
+hr_large = center_crop(read_image(large_image), cfg["large"])
+lr_large = make_lr(hr_large)
+layout = tile_layout(lr_large.shape[0], lr_large.shape[1], cfg["tile"], cfg["overlap"])
+print(f"LR {lr_large.shape[1]}x{lr_large.shape[0]} -> {len(layout)} tiles of {layout.tile_h}x{layout.tile_w} "
+      f"at rows {list(layout.rows)} and columns {list(layout.cols)}")
+
+# %% tags=["nbval-ignore-output"]
+t0 = time.perf_counter()
+tiled = upscale(lr_large, model, seed=seed, tile=cfg["tile"], overlap=cfg["overlap"])
+t_tiled = time.perf_counter() - t0
+t0 = time.perf_counter()
+whole = upscale(lr_large, model, seed=seed, tile=None)
+print(f"tiled: {t_tiled:.1f} s; whole image at once: {time.perf_counter() - t0:.1f} s")
+
+# %% [markdown]
+# The seam check (`seam_ratio`): the mean squared difference between neighbouring output rows
+# (columns) across the lines where a tile starts or ends, divided by its mean over all rows (columns).
+# Near 1 means the borders look like any other place; hard tile borders give much more (the test
+# suite shows 10-15 with a tile-dependent denoiser and no overlap). Tiled and whole-image results are
+# not identical: the network sees different context (and GroupNorm statistics) in a tile.
+
+# %%
+rows_ratio, cols_ratio = seam_ratio(tiled, layout)
+print(f"seam ratio: across rows {rows_ratio:.2f}, across columns {cols_ratio:.2f}")
+print(f"tiled vs whole image: mean |difference| {np.abs(tiled - whole).mean():.4f}, "
+      f"PSNR between them {psnr(tiled, whole):.1f} dB")
+print(f"PSNR-Y vs original: bicubic {psnr(bicubic_x4(lr_large), hr_large, y_channel=True, border=4):.2f} dB, "
+      f"tiled {psnr(tiled, hr_large, y_channel=True, border=4):.2f} dB, "
+      f"whole {psnr(whole, hr_large, y_channel=True, border=4):.2f} dB")
+
+fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
+axes[0].imshow(tiled)
+for r, c in layout.tiles:
+    axes[0].add_patch(plt.Rectangle((4 * c - 0.5, 4 * r - 0.5), 4 * layout.tile_w, 4 * layout.tile_h, fill=False,
+                                    lw=1.2, ec=plt.cm.tab10(len(axes[0].patches) % 10)))
+axes[0].set_title(f"tiled, {len(layout)} tiles outlined")
+edge = 4 * layout.cols[1] if len(layout.cols) > 1 else tiled.shape[1] // 2  # a tile border
+z = 4 * cfg["tile"] // 2
+top = max(0, tiled.shape[0] // 2 - z // 2)
+for ax, img, title in ((axes[1], tiled, "tiled (zoom on a tile border)"), (axes[2], whole, "whole image (same place)")):
+    ax.imshow(img[top: top + z, max(0, edge - z // 2): edge + z // 2], interpolation="nearest")
+    ax.set_title(title)
+for ax in axes:
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 3. Solvers and the number of evaluations
+#
+# The same LR crop, sampled with the report's Euler steps, the first-order exponential integrator
+# `exp1` (the deterministic counterpart of the ResShift sampler), the second-order `exp2m`, and the
+# official stochastic `resshift` sampler (which needs nfe = T = 15). Cost is proportional to nfe.
+
+# %%
+hr_study = center_crop(read_image(images[0]), cfg["study"])
+lr_study = make_lr(hr_study)
+runs = {(s, n): None for s in ("euler", "exp1", "exp2m") for n in cfg["nfes"]}
+if 15 in cfg["nfes"]:
+    runs[("resshift", 15)] = None
+
+# %% tags=["nbval-ignore-output"]
+t0 = time.perf_counter()
+for solver, nfe in runs:
+    runs[(solver, nfe)] = upscale(lr_study, model, solver=solver, nfe=nfe, seed=seed)
+print(f"{len(runs)} runs in {time.perf_counter() - t0:.1f} s")
+
+# %%
+print(f"{'solver':<9} {'nfe':>4} {'PSNR-Y':>8}")
+print(f"{'bicubic':<9} {'-':>4} {psnr(bicubic_x4(lr_study), hr_study, y_channel=True, border=4):8.2f}")
+for (solver, nfe), img in runs.items():
+    print(f"{solver:<9} {nfe:>4} {psnr(img, hr_study, y_channel=True, border=4):8.2f}")
+
+fig, axes = plt.subplots(1, len(runs) + 1, figsize=(2.3 * (len(runs) + 1), 2.6))
+for ax, ((solver, nfe), img) in zip(axes, runs.items()):
+    ax.imshow(img, interpolation="nearest")
+    ax.set_title(f"{solver}, nfe {nfe}", fontsize=8)
+axes[-1].imshow(hr_study, interpolation="nearest")
+axes[-1].set_title("original", fontsize=8)
+for ax in axes:
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 4. Files in, files out: the command line
+#
+# ```
+# python -m ctlib upscale photo.jpg holiday/ "scans/*.png" --out upscaled/
+# python -m ctlib upscale big.png --out upscaled/ --tile 96 --overlap 16 --nfe 15 --solver euler --seed 0
+# python -m ctlib upscale photo.jpg --out upscaled/ --checkpoint my_model.pt --device cuda --batch 4
+# ```
+#
+# Inputs are files, folders (their images) and glob patterns; outputs are PNGs named
+# `<name>_x4.png` in `--out`. An existing output is never replaced unless `--overwrite` is given.
+# A progress bar runs over the images (and the tiles of each); at the end a table gives each image's
+# time, and every input that could not be upscaled (unreadable, too small, output exists) is listed.
+# The exit status is 0 when every image was written, 1 otherwise. The same runs from Python with
+# `upscale_files(...)`, shown here on a grayscale and an RGBA image:
+
+# %%
+work = Path(tempfile.mkdtemp(prefix="ctlib_upscale_"))
+small = lrs[0][: cfg["study"] // 4, : cfg["study"] // 4]
+write_png(work / "gray.png", small.mean(axis=2))
+write_png(work / "with_alpha.png", np.dstack([small, np.linspace(0, 1, small.shape[1])[None, :].repeat(small.shape[0], 0)]))
+(work / "broken.png").write_bytes(b"not really a PNG")
+
+# %% tags=["nbval-ignore-output"]
+report = upscale_files([work], work / "out", model, progress=False, seed=seed)
+print(report.summary())
+print(report.failures())
+
+# %%
+for p in sorted((work / "out").iterdir()):
+    with Image.open(p) as im:
+        print(f"{p.name:<22} {im.mode:<5} {im.width}x{im.height}")
+print("failed:", [Path(src).name for src, _ in report.failed])
+
+# %% [markdown]
+# ## 5. The official ResShift weights
+#
+# The official realsr x4 v1 model (118.6 M parameters, sampling in the VQ-f4 latent space) gives far
+# better results than the kit's small CPU model. Download `resshift_realsrx4_s15_v1.pth` and
+# `autoencoder_vq_f4.pth` from the ResShift GitHub releases, then
+#
+# ```
+# python -m ctlib upscale photos/ --out upscaled/ --official-unet resshift_realsrx4_s15_v1.pth \
+#        --official-vq autoencoder_vq_f4.pth --device cuda
+# ```
+#
+# or, in Python, `load_upscaler(official_unet=..., official_vq=...)`. Its LR is padded to multiples
+# of 64, so tiles must be multiples of 64 LR pixels. On a CPU it costs about 1.2 s per evaluation per
+# 64 x 64 tile (plus the autoencoder), i.e. about 20 s per 256 x 256 output at nfe = 15. The cell
+# below runs only when both files are where the parameters say.
+
+# %% tags=["nbval-ignore-output"]
+if Path(official_unet).is_file() and Path(official_vq).is_file():
+    official = load_upscaler(official_unet=official_unet, official_vq=official_vq, device=device)
+    t0 = time.perf_counter()
+    official_out = upscale(lrs[0], official, seed=seed)
+    print(f"official model: {time.perf_counter() - t0:.1f} s, PSNR-Y "
+          f"{psnr(official_out, hrs[0], y_channel=True, border=4):.2f} dB")
+    plt.figure(figsize=(4, 4))
+    plt.imshow(official_out)
+    plt.axis("off")
+    plt.show()
+else:
+    print(f"official weights not found ({official_unet}, {official_vq}): skipped")
+
+# %% tags=["nbval-ignore-output"]
+print(f"notebook ran in {time.perf_counter() - t_start:.1f} s")
