@@ -71,9 +71,27 @@ def lr_image(width: int, height: int):
     return torch.from_numpy(a).permute(2, 0, 1).contiguous()
 
 
+def current_rss() -> int:
+    """This process's resident set size in bytes (Linux /proc; psutil elsewhere, if installed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil  # not a dependency of the kit: only needed off Linux
+
+    return psutil.Process().memory_info().rss
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One case, in this process: load, measure RSS, upscale, measure peak RSS."""
-    import psutil
     import torch
 
     from ctlib.upscale import load_upscaler, tile_layout, upscale_tensor
@@ -82,11 +100,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     denoiser = load_upscaler(args.checkpoint)
     w, h = args.size
     lr = lr_image(w, h)
-    rss_before = psutil.Process().memory_info().rss
+    rss_before = current_rss()
     start, start_cpu = time.perf_counter(), time.process_time()
     out = upscale_tensor(lr, denoiser, solver="euler", nfe=args.nfe, seed=0, tile=args.tile, overlap=args.overlap)
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = peak_rss()
     megapixels = out.shape[1] * out.shape[2] / 1e6
     mib = 2**20
     return {
