@@ -58,7 +58,7 @@ def run_notebooks(
     passing ``profile`` (and ``results_dir`` = ``out_dir``) to the notebooks that declare them.
     Returns (executed notebook, seconds) pairs; raises on the first failing notebook."""
     import papermill as pm
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
