@@ -116,8 +116,8 @@ print(f"{len(lrs)} photos upscaled in {time.perf_counter() - t0:.1f} s")
 # %%
 bicubic = [bicubic_x4(lr) for lr in lrs]
 for p, hr, b, o in zip(images, hrs, bicubic, ours):
-    print(f"{Path(p).name:<20} PSNR-Y bicubic {psnr(b, hr, y_channel=True, border=4):6.2f} dB   "
-          f"ours {psnr(o, hr, y_channel=True, border=4):6.2f} dB")
+    print(f"{Path(p).name:<20} PSNR-Y bicubic {psnr(b, hr, y_channel=True, border=4):5.1f} dB   "
+          f"ours {psnr(o, hr, y_channel=True, border=4):5.1f} dB")
 
 zoom = cfg["side"] // 4  # side of the zoomed crop, output pixels
 fig, axes = plt.subplots(len(hrs), 5, figsize=(15, 3.1 * len(hrs)), squeeze=False)
@@ -172,9 +172,9 @@ rows_ratio, cols_ratio = seam_ratio(tiled, layout)
 print(f"seam ratio: across rows {rows_ratio:.2f}, across columns {cols_ratio:.2f}")
 print(f"tiled vs whole image: mean |difference| {np.abs(tiled - whole).mean():.4f}, "
       f"PSNR between them {psnr(tiled, whole):.1f} dB")
-print(f"PSNR-Y vs original: bicubic {psnr(bicubic_x4(lr_large), hr_large, y_channel=True, border=4):.2f} dB, "
-      f"tiled {psnr(tiled, hr_large, y_channel=True, border=4):.2f} dB, "
-      f"whole {psnr(whole, hr_large, y_channel=True, border=4):.2f} dB")
+print(f"PSNR-Y vs original: bicubic {psnr(bicubic_x4(lr_large), hr_large, y_channel=True, border=4):.1f} dB, "
+      f"tiled {psnr(tiled, hr_large, y_channel=True, border=4):.1f} dB, "
+      f"whole {psnr(whole, hr_large, y_channel=True, border=4):.1f} dB")
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
 axes[0].imshow(tiled)
@@ -215,9 +215,9 @@ print(f"{len(runs)} runs in {time.perf_counter() - t0:.1f} s")
 
 # %%
 print(f"{'solver':<9} {'nfe':>4} {'PSNR-Y':>8}")
-print(f"{'bicubic':<9} {'-':>4} {psnr(bicubic_x4(lr_study), hr_study, y_channel=True, border=4):8.2f}")
+print(f"{'bicubic':<9} {'-':>4} {psnr(bicubic_x4(lr_study), hr_study, y_channel=True, border=4):8.1f}")
 for (solver, nfe), img in runs.items():
-    print(f"{solver:<9} {nfe:>4} {psnr(img, hr_study, y_channel=True, border=4):8.2f}")
+    print(f"{solver:<9} {nfe:>4} {psnr(img, hr_study, y_channel=True, border=4):8.1f}")
 
 fig, axes = plt.subplots(1, len(runs) + 1, figsize=(2.3 * (len(runs) + 1), 2.6))
 for ax, ((solver, nfe), img) in zip(axes, runs.items()):
@@ -287,7 +287,7 @@ if Path(official_unet).is_file() and Path(official_vq).is_file():
     t0 = time.perf_counter()
     official_out = upscale(lrs[0], official, seed=seed)
     print(f"official model: {time.perf_counter() - t0:.1f} s, PSNR-Y "
-          f"{psnr(official_out, hrs[0], y_channel=True, border=4):.2f} dB")
+          f"{psnr(official_out, hrs[0], y_channel=True, border=4):.1f} dB")
     plt.figure(figsize=(4, 4))
     plt.imshow(official_out)
     plt.axis("off")
