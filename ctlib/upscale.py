@@ -28,7 +28,9 @@ Memory
     Working memory is bounded by ``batch`` tiles (the network's activations, the state, ``y`` and the
     noise of one batch of tiles); the only buffers of the image's size are the LR input and the output
     itself, accumulated in place as float32 RGB (12 bytes per output pixel; the weights are separable
-    and kept as two 1-D sums).  Writing a PNG adds a uint8 copy (3 bytes per output pixel).
+    and kept as two 1-D sums).  Writing an 8-bit PNG adds a uint8 copy (3-4 bytes per output pixel,
+    converted in bands); an alpha channel adds a 16-byte-per-pixel RGBA copy while it is attached, and
+    16-bit output goes through :func:`ctlib.data.write_png`, which works in float64.
     ``benchmarks/upscale.py`` measures peak RSS for two image sizes.
 
 What files become (:func:`read_for_upscale` / :func:`write_upscaled`)
@@ -575,7 +577,10 @@ def write_upscaled(path: str | os.PathLike, chw: torch.Tensor, *, bits: int = 8)
     C = chw.shape[0]
     try:
         if bits == 8:
-            u8 = chw.clamp(0.0, 1.0).mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+            u8 = np.empty((chw.shape[1], chw.shape[2], C), dtype=np.uint8)
+            for r in range(0, chw.shape[1], 256):  # in bands: no float copy of the whole image
+                band = chw[:, r:r + 256].clamp(0.0, 1.0).mul_(255.0).round_()
+                u8[r:r + 256] = band.to(torch.uint8).permute(1, 2, 0).numpy()
             if C == 2:  # Pillow has no 8-bit LA from arrays of shape (H, W, 2) in all versions: build it
                 im = Image.merge("LA", [Image.fromarray(u8[:, :, 0], "L"), Image.fromarray(u8[:, :, 1], "L")])
             else:
