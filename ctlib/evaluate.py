@@ -121,7 +121,7 @@ SHIPPED_CHECKPOINTS: dict[str, str] = {
 #: A snapshot of the baseline training, used for both roles while the shipped models are trained.
 DEV_CHECKPOINTS: dict[str, str] = {"baseline": "runs/dev_baseline.pt", "continuous": "runs/dev_baseline.pt"}
 #: The checkpoints the ``smoke`` / ``cpu`` / ``gpu`` profiles use.
-DEFAULT_CHECKPOINTS: dict[str, str] = DEV_CHECKPOINTS
+DEFAULT_CHECKPOINTS: dict[str, str] = SHIPPED_CHECKPOINTS
 #: The committed results of record of the ``cpu`` profile (relative to the repository root).
 RECORD_DIR = "data/results/cpu"
 

@@ -41,8 +41,8 @@ profile = "cpu"  # "smoke", "cpu" (the stored run), "gpu", "paper"
 results_dir = "../results/nb06"  # tables, per-row CSVs and figures are written to results_dir/table
 recompute = False  # True: evaluate every row again (the main job does); False: reuse caches / the record
 checkpoints = {  # the discrete model (Baseline row) and its continuous-time fine-tune
-    "baseline": "../runs/dev_baseline.pt",
-    "continuous": "../runs/dev_baseline.pt",
+    "baseline": "../data/checkpoints/baseline_discrete.pt",
+    "continuous": "../data/checkpoints/continuous_finetune.pt",
 }
 record_dir = "../data/results/cpu"  # results of record of the cpu profile
 hr_dir = None  # profile "paper": a folder of HR images (e.g. 1000 ImageNet 256 x 256 crops)
