@@ -393,7 +393,7 @@ def upscale_tensor(
     tiles = layout.tiles
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=len(tiles), desc="tiles", unit="tile", leave=False)
     was_training = denoiser.training
@@ -701,7 +701,7 @@ def upscale_files(
             todo.append((src, dst))
     if todo:
         out.mkdir(parents=True, exist_ok=True)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(todo, desc="upscale", unit="image", disable=not progress)
     for src, dst in bar:

@@ -53,7 +53,7 @@ seed = 0
 settings = {
     # HR crop side of the photos / of the large image (LR = side / 4); tile and overlap (LR pixels);
     # nfe values of the solver study and the side of its HR crop
-    "cpu": {"photos": 3, "side": 256, "large": 320, "tile": 48, "overlap": 16, "nfes": (3, 5, 15), "study": 128},
+    "cpu": {"photos": 3, "side": 256, "large": 320, "tile": 48, "overlap": 16, "nfes": (3, 5, 15), "study": 192},
     "smoke": {"photos": 1, "side": 128, "large": 192, "tile": 32, "overlap": 8, "nfes": (3,), "study": 64},
 }
 settings["gpu"] = settings["paper"] = settings["cpu"]
@@ -178,16 +178,23 @@ print(f"PSNR-Y vs original: bicubic {psnr(bicubic_x4(lr_large), hr_large, y_chan
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
 axes[0].imshow(tiled)
-for r, c in layout.tiles:
-    axes[0].add_patch(plt.Rectangle((4 * c - 0.5, 4 * r - 0.5), 4 * layout.tile_w, 4 * layout.tile_h, fill=False,
-                                    lw=1.2, ec=plt.cm.tab10(len(axes[0].patches) % 10)))
+colours = plt.cm.tab10.colors
+for k, (r, c) in enumerate(layout.tiles):
+    inset = 1.5 * (k % 2)  # shifted a little so that coinciding edges stay visible
+    axes[0].add_patch(plt.Rectangle((4 * c + inset - 0.5, 4 * r + inset - 0.5), 4 * layout.tile_w - 2 * inset,
+                                    4 * layout.tile_h - 2 * inset, fill=False, lw=1.5, ec=colours[k % 10]))
 axes[0].set_title(f"tiled, {len(layout)} tiles outlined")
-edge = 4 * layout.cols[1] if len(layout.cols) > 1 else tiled.shape[1] // 2  # a tile border
+# zoom on the band where the first two tiles of a row are blended: output columns [4 c1, 4 (tile))
+band = (4 * layout.cols[1], 4 * layout.tile_w) if len(layout.cols) > 1 else (0, tiled.shape[1])
 z = 4 * cfg["tile"] // 2
+left = max(0, (band[0] + band[1]) // 2 - z // 2)
 top = max(0, tiled.shape[0] // 2 - z // 2)
-for ax, img, title in ((axes[1], tiled, "tiled (zoom on a tile border)"), (axes[2], whole, "whole image (same place)")):
-    ax.imshow(img[top: top + z, max(0, edge - z // 2): edge + z // 2], interpolation="nearest")
+for ax, img, title in ((axes[1], tiled, "tiled (zoom; dashed: blending band)"), (axes[2], whole, "whole image (same place)")):
+    ax.imshow(img[top: top + z, left: left + z], interpolation="nearest")
     ax.set_title(title)
+for x in band:
+    if 0 <= x - left <= z:
+        axes[1].axvline(x - left - 0.5, color="w", ls="--", lw=1)
 for ax in axes:
     ax.axis("off")
 fig.tight_layout()
@@ -219,13 +226,20 @@ print(f"{'bicubic':<9} {'-':>4} {psnr(bicubic_x4(lr_study), hr_study, y_channel=
 for (solver, nfe), img in runs.items():
     print(f"{solver:<9} {nfe:>4} {psnr(img, hr_study, y_channel=True, border=4):8.1f}")
 
-fig, axes = plt.subplots(1, len(runs) + 1, figsize=(2.3 * (len(runs) + 1), 2.6))
-for ax, ((solver, nfe), img) in zip(axes, runs.items()):
-    ax.imshow(img, interpolation="nearest")
-    ax.set_title(f"{solver}, nfe {nfe}", fontsize=8)
-axes[-1].imshow(hr_study, interpolation="nearest")
-axes[-1].set_title("original", fontsize=8)
-for ax in axes:
+solvers = ("euler", "exp1", "exp2m")
+fig, axes = plt.subplots(len(solvers), len(cfg["nfes"]) + 1, figsize=(2.6 * (len(cfg["nfes"]) + 1), 2.7 * len(solvers)),
+                         squeeze=False)
+for i, solver in enumerate(solvers):
+    for j, nfe in enumerate(cfg["nfes"]):
+        axes[i, j].imshow(runs[(solver, nfe)], interpolation="nearest")
+        axes[i, j].set_title(f"{solver}, nfe {nfe}", fontsize=9)
+extra = [("original", hr_study), ("bicubic x4", bicubic_x4(lr_study))]
+if ("resshift", 15) in runs:
+    extra.append(("resshift, nfe 15", runs[("resshift", 15)]))
+for i, (title, img) in enumerate(extra):
+    axes[i, -1].imshow(img, interpolation="nearest")
+    axes[i, -1].set_title(title, fontsize=9)
+for ax in axes.flat:
     ax.axis("off")
 fig.tight_layout()
 plt.show()
@@ -252,6 +266,7 @@ small = lrs[0][: cfg["study"] // 4, : cfg["study"] // 4]
 write_png(work / "gray.png", small.mean(axis=2))
 write_png(work / "with_alpha.png", np.dstack([small, np.linspace(0, 1, small.shape[1])[None, :].repeat(small.shape[0], 0)]))
 (work / "broken.png").write_bytes(b"not really a PNG")
+print("input folder:", sorted(p.name for p in work.iterdir()))
 
 # %% tags=["nbval-ignore-output"]
 report = upscale_files([work], work / "out", model, progress=False, seed=seed)
