@@ -262,7 +262,7 @@ plt.show()
 
 # %%
 work = Path(tempfile.mkdtemp(prefix="ctlib_upscale_"))
-small = lrs[0][: cfg["study"] // 4, : cfg["study"] // 4]
+small = lrs[0][:32, :32]  # a 32 x 32 LR corner
 write_png(work / "gray.png", small.mean(axis=2))
 write_png(work / "with_alpha.png", np.dstack([small, np.linspace(0, 1, small.shape[1])[None, :].repeat(small.shape[0], 0)]))
 (work / "broken.png").write_bytes(b"not really a PNG")
