@@ -416,6 +416,7 @@ def test_gray_alpha_and_16_bit_files_keep_their_kind(tmp_path, checkpoint):
     rgb = _photo_lr(12, 16)
     gray = rgb.mean(axis=2)
     Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(tmp_path / "g.png")
+    Image.merge("LA", [Image.open(tmp_path / "g.png"), Image.new("L", (16, 12), 200)]).save(tmp_path / "ga.png")
     write_png(tmp_path / "rgba.png", np.dstack([rgb, np.linspace(0, 1, 12 * 16).reshape(12, 16)]))
     write_png(tmp_path / "deep.png", rgb, bits=16)
     write_png(tmp_path / "deepgray.png", gray, bits=16)
@@ -428,6 +429,9 @@ def test_gray_alpha_and_16_bit_files_keep_their_kind(tmp_path, checkpoint):
         with Image.open(p) as im:
             modes[p.name] = (im.mode, im.size)
     assert modes["g_x4.png"] == ("L", (64, 48))
+    assert modes["ga_x4.png"] == ("LA", (64, 48))
+    with Image.open(out / "ga_x4.png") as im:
+        assert set(np.asarray(im.getchannel("A")).flatten().tolist()) == {200}  # bicubic keeps a constant
     assert modes["rgba_x4.png"] == ("RGBA", (64, 48))
     assert modes["deepgray_x4.png"][0].startswith("I;16")
     assert read_for_upscale(out / "deep_x4.png").bits == 16
