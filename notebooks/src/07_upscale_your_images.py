@@ -30,6 +30,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib_inline.backend_inline import set_matplotlib_formats
 from PIL import Image
 
 from ctlib.data import bicubic_lr, read_image, to_numpy, to_tensor, write_png
@@ -66,6 +67,7 @@ cfg = settings[profile]
 device = "cuda" if profile in ("gpu", "paper") and torch.cuda.is_available() else "cpu"
 if device == "cpu":
     torch.set_num_threads(1)  # on a shared 2-core machine one thread is faster than two fighting for it
+set_matplotlib_formats("jpeg")  # figures of photos: JPEG keeps the stored notebook small
 t_start = time.perf_counter()
 
 if profile == "paper":
