@@ -15,7 +15,7 @@
 # **Run time** (2 shared CPU cores, one torch thread): profile `cpu` (the stored outputs) about 60 s
 # (64 s measured on a loaded machine), nearly all of it network evaluations (the kit's 1.6 M-parameter
 # pixel model costs about 0.3 s per 256 x 256 output tile per evaluation on one core); profile `smoke`
-# about 10 s (one small photo, fewer evaluations). `gpu` and `paper` run the `cpu` settings on CUDA
+# about 20 s (one small photo, fewer evaluations). `gpu` and `paper` run the `cpu` settings on CUDA
 # when it is available; `paper` uses the official weights (`official_unet`, `official_vq` below).
 #
 # To upscale your own pictures, list their files in `your_images` in the next cell (any size: large
@@ -60,7 +60,8 @@ settings = {
     "cpu": {"photos": 3, "side": 256, "large": 320, "tile": 48, "overlap": 16, "nfes": (1, 3, 5, 15), "study": 128},
     "smoke": {"photos": 1, "side": 128, "large": 192, "tile": 32, "overlap": 8, "nfes": (1, 3), "study": 64},
 }
-settings["gpu"] = settings["paper"] = settings["cpu"]
+settings["gpu"] = settings["cpu"]
+settings["paper"] = {**settings["cpu"], "large": 384, "tile": 64}  # the official model needs tiles of 64k
 if profile not in settings:
     raise ValueError(f"profile must be one of {sorted(settings)}, got {profile!r}")
 cfg = settings[profile]
