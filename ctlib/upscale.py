@@ -747,6 +747,8 @@ def add_upscale_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help=f"tile overlap in LR pixels (default {DEFAULT_OVERLAP})")
     up.add_argument("--batch", type=int, default=1, help="tiles per network batch (default 1)")
     up.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    up.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's choice; 1 is much faster on a busy machine)")
     up.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     up.add_argument("--no-progress", action="store_true", help="no progress bars")
     up.set_defaults(func=cli_upscale)
@@ -774,6 +776,8 @@ def cli_upscale(args: argparse.Namespace) -> int:
             if tile % denoiser.lr_multiple:
                 raise ValueError(f"--tile must be a multiple of {denoiser.lr_multiple} for this model, got {tile}")
         check_int(args.batch, "--batch", minimum=1)
+        if args.threads is not None:
+            torch.set_num_threads(check_int(args.threads, "--threads", minimum=1))
         check_int(args.seed, "--seed", minimum=0)
         check_int(args.overlap, "--overlap", minimum=0)
     except (ValueError, FileNotFoundError, TypeError) as err:

@@ -402,6 +402,8 @@ def test_cli_usage_errors(tmp_path, checkpoint, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert _run([str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), *_fast(checkpoint), "--nfe", "0"]) == 2
     assert "nfe" in capsys.readouterr().err
+    assert _run([str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), *_fast(checkpoint), "--threads", "0"]) == 2
+    assert "--threads must be an integer >= 1" in capsys.readouterr().err
     # a 3 x 3 image and a missing file: reported, nothing else written, exit 1
     write_png(tmp_path / "tiny.png", np.full((3, 3, 3), 0.5))
     rc = _run([str(tmp_path / "tiny.png"), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o"),
