@@ -101,6 +101,7 @@ __all__ = [
     "load_table",
     "format_table",
     "compare_with_report",
+    "rho_effects",
     "record_matches",
     "save_record",
     "print_table_from",
@@ -1176,6 +1177,35 @@ def compare_with_report(table: Mapping[str, Any]) -> list[dict[str, Any]]:
             else:
                 entry[f"agree_{name}"] = bool(np.sign(d_rep) == np.sign(d_ours))
         out.append(entry)
+    return out
+
+
+def rho_effects(table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the time grid does within each solver: for Euler and Heun, the change of PSNR-RGB (piq),
+    SSIM (= 1 - SSIMLoss) and LPIPS-VGG (piq) from rho = 1 to each other rho, in the report's Table 1
+    and in ours, and whether the two changes have the same sign (``agree_*``; None when missing)."""
+    ours = {(r["solver"], r["rho"]): r for r in table["rows"] if r["group"] == "table" and r["status"] == "ok"}
+    report = {(r["solver"], r["rho"]): r for r in REPORT_TABLE1}
+
+    def value(row: Mapping[str, Any] | None, key: str, from_report: bool) -> float:
+        if row is None:
+            return math.nan
+        v = row[key] if from_report else _from_json_value(row["mean"].get(key))
+        v = math.nan if v is None else float(v)
+        return 1.0 - v if key == "ssim_loss_piq" else v
+
+    out = []
+    for solver in ("euler", "heun"):
+        for rho in REPORT_RHOS[1:]:
+            entry: dict[str, Any] = {"solver": solver, "rho": rho, "label": f"{solver.capitalize()} rho {rho:g} vs rho 1"}
+            for name, key in (("psnr_rgb", "psnr_rgb_piq"), ("ssim", "ssim_loss_piq"), ("lpips_vgg", "lpips_vgg_piq")):
+                d_rep = value(report.get((solver, rho)), key, True) - value(report.get((solver, 1.0)), key, True)
+                d_ours = value(ours.get((solver, rho)), key, False) - value(ours.get((solver, 1.0)), key, False)
+                entry[f"report_{name}"] = d_rep
+                entry[f"ours_{name}"] = d_ours
+                entry[f"agree_{name}"] = (None if math.isnan(d_ours) or math.isnan(d_rep) or d_rep == 0
+                                          else bool(np.sign(d_rep) == np.sign(d_ours)))
+            out.append(entry)
     return out
 
 

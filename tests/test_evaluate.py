@@ -361,6 +361,13 @@ def test_compare_with_report_directions():
     comp = ev.compare_with_report(flipped)
     assert not any(c["agree_psnr_rgb"] for c in comp[1:]) and not any(c["agree_ssim"] for c in comp[1:])
     assert all(c["agree_lpips_vgg"] is None for c in comp)
+    # within a solver: the report's own changes from rho = 1 agree with themselves, the flipped ones never
+    effects = ev.rho_effects(same)
+    assert len(effects) == 8 and all(e["agree_psnr_rgb"] and e["agree_ssim"] for e in effects)
+    heun_m8 = next(e for e in effects if (e["solver"], e["rho"]) == ("heun", -8.0))
+    assert heun_m8["report_psnr_rgb"] == pytest.approx(20.13 - 19.93)
+    assert heun_m8["report_ssim"] == pytest.approx(0.473 - 0.459)  # SSIM = 1 - loss: the loss fell
+    assert not any(e["agree_psnr_rgb"] or e["agree_ssim"] for e in ev.rho_effects(flipped))
 
 
 def test_record_of_the_cpu_profile_matches_the_shipped_checkpoints():
