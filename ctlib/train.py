@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,6 +59,7 @@ __all__ = [
     "atomic_save",
     "PairSource",
     "export_model",
+    "read_log",
     "DEGRADATIONS",
 ]
 
@@ -629,3 +631,13 @@ def export_model(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                                          "lr_multiple": None, "scale_factor": 1.0}
     return save_checkpoint(Path(out) if out else run_dir / "model.pt", net, schedule=schedule_from_dict(saved["schedule"]),
                            denoiser=denoiser, meta=meta)
+
+
+def read_log(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's ``log.csv`` as arrays: ``step``, ``loss``, ``lr``, ``seconds`` and ``val`` (a list of dicts,
+    empty where no validation ran)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out: dict[str, Any] = {k: np.array([float(r[k]) for r in rows]) for k in ("step", "loss", "lr", "seconds")}
+    out["val"] = [json.loads(r["val"]) if r.get("val") else {} for r in rows]
+    return out
