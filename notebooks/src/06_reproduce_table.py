@@ -72,9 +72,9 @@ print(f"profile {profile}: {settings['n_images'] or 'all'} images, "
 #
 # One network evaluation costs about 0.2–0.4 s per 256 × 256 image on 2 CPU cores, and the table
 # needs 290 evaluations per image (13 rows at nfe 15, the two one-step references and the few-step
-# sweep). `benchmarks/evaluate.py` measured 26, 165 and 646 ms per image-evaluation at 64, 128 and
-# 256 px on one thread of the loaded build machine: all 26 images at 256 px would take over an hour
-# there. The `cpu` profile therefore scores the **centre 128 × 128 crop** of every test image (LR
+# sweep). `benchmarks/evaluate.py` measured 16, 83 and 397 ms per image-evaluation at 64, 128 and
+# 256 px on one thread of the shared build machine (load average 2.5 on 2 cores): all 26 images at
+# 256 px would take about 50 minutes there, the 128 px crops about 10. The `cpu` profile therefore scores the **centre 128 × 128 crop** of every test image (LR
 # 32 × 32; 4× fewer pixels), keeping all 26 images rather than fewer, larger ones. The `gpu` profile
 # runs the full 256 × 256 images.
 
