@@ -6,7 +6,6 @@ import functools
 from pathlib import Path
 
 import numpy as np
-import torch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "resshift_reference"
 ROOT = Path(__file__).resolve().parent.parent
