@@ -25,13 +25,7 @@ from ctlib.schedule import ResShiftSchedule
 from ctlib.train import build_network
 from tests.conftest import FIXTURES, ROOT
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def _photo(seed: int, h: int, w: int) -> np.ndarray:

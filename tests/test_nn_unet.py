@@ -15,15 +15,7 @@ from ctlib.nn.unet import UNetModelSwin, timestep_embedding
 
 from .conftest import FIXTURES
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These networks are tiny: one thread is as fast and immune to OpenMP oversubscription on a
-    busy machine (2 threads on 2 shared cores slowed single forwards from 0.05 s to seconds)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @functools.cache

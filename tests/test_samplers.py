@@ -36,14 +36,7 @@ from ctlib.samplers import (
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
 from ctlib.toy import GaussianMixtureToy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread is faster (and immune to contention on a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 SCHED = ResShiftSchedule()

@@ -32,14 +32,7 @@ from ctlib.samplers import sample, sample_euler, sample_exp1, sample_exp2m, samp
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
 from ctlib.toy import GaussianMixtureToy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread is faster (and immune to contention on a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 RUNNERS = {"euler": sample_euler, "heun": sample_heun, "exp1": sample_exp1, "exp2m": sample_exp2m,
