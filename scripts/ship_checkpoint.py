@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ctlib.data import load_bundled_test_set
+from ctlib.evaluate import image_generator
 from ctlib.metrics import psnr, ssim
 from ctlib.nn import denoiser_from_checkpoint
 from ctlib.samplers import sample
@@ -41,8 +42,7 @@ def measure(model_path: Path, batch: int = 13) -> dict:
             cond = den.condition(lr * 2 - 1)
             x_T = []
             for i in range(b0, b0 + len(lr)):
-                g = torch.Generator().manual_seed(i)
-                x_T.append(torch.randn(cond.y.shape[1:], generator=g))
+                x_T.append(torch.randn(cond.y.shape[1:], generator=image_generator(i)))  # notebook 06's seeds
             x_T = cond.y + den.schedule.kappa * den.schedule.eta_T ** 0.5 * torch.stack(x_T)
             t1 = torch.ones(len(lr), dtype=torch.float64)
             outs = {
