@@ -113,7 +113,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, progress=not args.no_progress, seed=args.seed, iterations=args.iterations,
             batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr, degradation=args.degradation,
             crop_size=args.crop_size, warmup=args.warmup, ema_decay=args.ema_decay, val_every=args.val_every,
-            ckpt_every=args.ckpt_every, grad_clip=args.grad_clip,
+            ckpt_every=args.ckpt_every, grad_clip=args.grad_clip, kappa=args.kappa,
+            lr_decay=args.lr_decay,
         )
     except (RunFolderError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -155,11 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--lr", type=float)
     tp.add_argument("--crop-size", type=int)
     tp.add_argument("--warmup", type=int)
+    tp.add_argument("--lr-decay", choices=("constant", "cosine"),
+                    help="after the warm-up: constant (official) or cosine to 0 at the last iteration")
     tp.add_argument("--ema-decay", type=float)
     tp.add_argument("--val-every", type=int)
     tp.add_argument("--ckpt-every", type=int)
     tp.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     tp.add_argument("--degradation", choices=("bicubic", "realesrgan", "mix"))
+    tp.add_argument("--kappa", type=float,
+                    help="noise scale of the ResShift schedule (bundled profiles; default: the profile's, or the "
+                         "--init checkpoint's)")
     tp.add_argument("--no-progress", action="store_true")
     tp.set_defaults(func=cmd_train)
 

@@ -3,6 +3,7 @@ divergence handling, run-folder safety and the paper profile's wiring with tiny 
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -16,11 +17,13 @@ from ctlib.nn.configs import BUNDLED_PIXEL, build_unet, build_vq
 from ctlib.schedule import ResShiftSchedule
 from ctlib.train import (
     TINY_PIXEL_OVERRIDES,
+    TRAIN_PROFILES,
     RunFolderError,
     TrainConfig,
     TrainingDiverged,
     learning_rate,
     network_x0,
+    read_log,
     run_training,
     sample_t,
     train,
@@ -68,6 +71,23 @@ def test_sample_t_ranges_and_law():
 def test_learning_rate_warmup():
     assert [learning_rate(s, 1.0, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert learning_rate(0, 2e-4, 0) == 2e-4
+
+
+def test_learning_rate_cosine_decay():
+    # warm-up 2, then (1 + cos(pi s)) / 2 with s = (step + 1 - 2) / (6 - 2): 1/4, 2/4, 3/4, 1
+    got = [learning_rate(s, 1.0, 2, "cosine", 6) for s in range(6)]
+    want = [0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3, 4)]
+    assert got == pytest.approx(want, abs=1e-15)
+    assert got[-1] == pytest.approx(0.0, abs=1e-15) and got[3] == pytest.approx(0.5)
+    assert learning_rate(5, 1.0, 2, "constant", 6) == 1.0
+    with pytest.raises(ValueError, match="decay"):
+        learning_rate(3, 1.0, 2, "linear", 6)
+    with pytest.raises(ValueError, match="total > warmup"):
+        learning_rate(3, 1.0, 2, "cosine", None)
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay="step")
+    with pytest.raises(ValueError, match="iterations"):
+        TrainConfig(lr_decay="cosine", iterations=10, warmup=10)
 
 
 class SpyNet(torch.nn.Module):
@@ -195,6 +215,30 @@ def test_smoke_profile_trains_on_the_bundled_photos(tmp_path):
     assert summary["steps"] == 2
 
 
+def test_kappa_and_lr_decay_reach_the_run_and_the_model(tmp_path):
+    """--kappa sets the schedule trained and stored (a fine-tune inherits its init's kappa unless
+    told otherwise); --lr-decay cosine is what the log shows, step by step."""
+    summary = run_training("smoke", "discrete", tmp_path / "k", progress=False, iterations=3, device="cpu",
+                           kappa=1.5, lr_decay="cosine", warmup=1)
+    from ctlib.nn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(summary["model"])
+    assert ckpt.schedule.kappa == 1.5
+    assert np.allclose(ckpt.schedule.etas, ResShiftSchedule(kappa=1.5).etas)
+    assert ckpt.meta["train"]["lr_decay"] == "cosine"
+    lrs = read_log(tmp_path / "k" / "log.csv")["lr"]
+    base = TRAIN_PROFILES["smoke"]["lr"]
+    assert np.allclose(lrs, [learning_rate(s, base, 1, "cosine", 3) for s in range(3)], rtol=1e-2)
+    inherit = run_training("smoke", "continuous", tmp_path / "ft", init=summary["model"], progress=False,
+                           iterations=1, device="cpu")
+    assert load_checkpoint(inherit["model"]).schedule.kappa == 1.5
+    moved = run_training("smoke", "continuous", tmp_path / "ft2", init=summary["model"], progress=False,
+                         iterations=1, device="cpu", kappa=1.0)
+    assert load_checkpoint(moved["model"]).schedule.kappa == 1.0
+    fresh = run_training("smoke", "discrete", tmp_path / "fresh", progress=False, iterations=1, device="cpu")
+    assert load_checkpoint(fresh["model"]).schedule.kappa == TRAIN_PROFILES["smoke"]["kappa"]
+
+
 def test_paper_profile_wiring_with_tiny_official_format_weights(tmp_path):
     """Official-format files (bare state dicts with `module.` prefixes), the VQ latent space, the
     official crop and the Real-ESRGAN degradation on a tiny image folder: two iterations run."""
@@ -254,3 +298,15 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert float((diff > 1e-6).float().mean()) < 0.01 and float(diff.mean()) < 1e-7
     moved = max(float((a["model"][k].float() - a["ema"][k].float()).abs().max()) for k in a["model"])
     assert moved > 1e-4  # the weights did move, so the comparison means something
+
+
+def test_train_cli_refuses_nonsense_kappa_and_decay(tmp_path, capsys):
+    from ctlib.cli import main
+
+    assert main(["train", "--profile", "smoke", "--mode", "discrete", "--out", str(tmp_path / "k"),
+                 "--kappa", "-1", "--no-progress"]) == 2
+    assert "kappa" in capsys.readouterr().err
+    assert not (tmp_path / "k").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--profile", "smoke", "--mode", "discrete", "--out", str(tmp_path / "d"), "--lr-decay", "step"])
+    assert not (tmp_path / "d").exists()
