@@ -51,7 +51,7 @@ def child(profile: str, iterations: int, warmup: int, threads: int, device: str)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         summary = run_training(profile, "continuous", Path(tmp) / "run", device=device, progress=False,
-                               iterations=iterations, val_every=0, ckpt_every=0, log_every=1)
+                               iterations=iterations, warmup=0, val_every=0, ckpt_every=0, log_every=1)
         if int(os.environ.get("RANK", "0")) != 0:
             return {}  # under torchrun only rank 0 writes the log
         log = read_log(Path(tmp) / "run" / "log.csv")
