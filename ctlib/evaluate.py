@@ -84,6 +84,7 @@ __all__ = [
     "TableResult",
     "levels_grid",
     "image_generator",
+    "seeded_prior",
     "bundled_eval_set",
     "folder_eval_set",
     "choose_crop_windows",
@@ -527,6 +528,16 @@ def load_denoiser(source: Any, *, autoencoder: str | Path | None = None, device:
 def image_generator(index: int, seed: int = 0) -> torch.Generator:
     """The generator of image ``index``: ``torch.Generator().manual_seed(index + 1_000_000 * seed)``."""
     return torch.Generator().manual_seed(int(index) + 1_000_000 * int(seed))
+
+
+def seeded_prior(cond: Any, indices: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """``x_T = y + kappa sqrt(eta(1)) eps`` for a conditioned batch (``den.condition(...)``) of the
+    images ``indices``, each ``eps`` the first draw of :func:`image_generator` (the table's start)."""
+    shape = tuple(cond.y.shape[1:])
+    eps = torch.stack([torch.randn(shape, generator=image_generator(i, seed)) for i in indices])
+    schedule = cond.denoiser.schedule
+    return prior_sample(cond.y, float(schedule.eta(1.0)), schedule.kappa,
+                        noise=eps.to(device=cond.y.device, dtype=cond.y.dtype))
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ctlib.data import load_bundled_test_set
-from ctlib.evaluate import image_generator
+from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr
 from ctlib.nn import denoiser_from_checkpoint
 from ctlib.samplers import sample
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             x_t = x0 + eta * (cond.y - x0) + schedule.kappa * eta**0.5 * eps
             t_marginal.append(t)
             on_marginals.append(score(cond(x_t, torch.full((n,), t, dtype=torch.float64), cond.y)))
-        eps = torch.stack([torch.randn(cond.y.shape[1:], generator=image_generator(i)) for i in range(n)])
-        x_T = cond.y + schedule.kappa * schedule.eta_T**0.5 * eps
+        x_T = seeded_prior(cond, range(n))
         visited: list[tuple[float, float]] = []
 
         def spy(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

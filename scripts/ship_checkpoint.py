@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ctlib.data import load_bundled_test_set
-from ctlib.evaluate import image_generator
+from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr, ssim
 from ctlib.nn import denoiser_from_checkpoint
 from ctlib.samplers import sample
@@ -40,10 +40,7 @@ def measure(model_path: Path, batch: int = 13) -> dict:
         for b0 in range(0, len(test.hr), batch):
             lr = test.lr[b0:b0 + batch]
             cond = den.condition(lr * 2 - 1)
-            x_T = []
-            for i in range(b0, b0 + len(lr)):
-                x_T.append(torch.randn(cond.y.shape[1:], generator=image_generator(i)))  # notebook 06's seeds
-            x_T = cond.y + den.schedule.kappa * den.schedule.eta_T ** 0.5 * torch.stack(x_T)
+            x_T = seeded_prior(cond, range(b0, b0 + len(lr)))  # notebook 06's seeds
             t1 = torch.ones(len(lr), dtype=torch.float64)
             outs = {
                 "bicubic": cond.y,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ctlib.data import load_bundled_test_set
-from ctlib.evaluate import image_generator
+from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr
 from ctlib.nn import denoiser_from_checkpoint
 from ctlib.samplers import sample
@@ -50,8 +50,7 @@ def score(model_path: Path, batch: int = 13) -> dict[str, float]:
         for b0 in range(0, len(test.hr), batch):
             lr, hr = test.lr[b0:b0 + batch], test.hr[b0:b0 + batch]
             cond = den.condition(lr * 2 - 1)
-            eps = torch.stack([torch.randn(cond.y.shape[1:], generator=image_generator(b0 + i)) for i in range(len(lr))])
-            x_T = cond.y + den.schedule.kappa * den.schedule.eta_T ** 0.5 * eps
+            x_T = seeded_prior(cond, range(b0, b0 + len(lr)))
             outs = {"bicubic": cond.y, "x0_hat_t1": cond(x_T, torch.ones(len(lr), dtype=torch.float64), cond.y),
                     "euler_nfe15_rho1": sample(cond, cond.y, schedule=den.schedule, solver="euler", nfe=15, rho=1.0,
                                                x_T=x_T)}

@@ -376,3 +376,20 @@ def test_record_of_the_cpu_profile_matches_the_shipped_checkpoints():
     for r in table["rows"]:
         if r["status"] == "ok":
             assert (record / "rows" / f"{r['key']}.csv").is_file()
+
+
+def test_seeded_prior_is_the_tables_start(tiny_checkpoint):
+    """The scripts' seeded_prior gives the x_T of the table's rows: the x0_hat row recomputed from it
+    is identical, and each image's start depends on its index and the seed only."""
+    den = ev.load_denoiser(tiny_checkpoint).eval()
+    lr = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        table = ev._run_solver(ev.RowSpec("x0_hat", "continuous", 1), den, lr, [5, 7, 9], 2, "cpu")
+        cond = den.condition(lr * 2 - 1)
+        x_T = ev.seeded_prior(cond, [5, 7, 9], seed=2)
+        mine = (cond.decode(cond(x_T, torch.ones(3, dtype=torch.float64), cond.y)).clamp(-1, 1) + 1) / 2
+        assert torch.equal(table, mine)
+        again = ev.seeded_prior(den.condition(lr[1:2] * 2 - 1), [7], seed=2)
+    assert torch.equal(again, x_T[1:2])
+    sd = (x_T - cond.y).std().item()
+    assert abs(sd - den.schedule.kappa * den.schedule.eta_T ** 0.5) < 0.1 * sd

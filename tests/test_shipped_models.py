@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ctlib.data import load_bundled_test_set
-from ctlib.evaluate import image_generator
+from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr, ssim
 from ctlib.nn import denoiser_from_checkpoint
 from ctlib.train import TRAIN_PROFILES
@@ -60,8 +60,7 @@ def test_quality_json_one_step_rows_are_reproduced():
         for b0 in range(0, len(test.hr), 13):
             lr, hr = test.lr[b0:b0 + 13], test.hr[b0:b0 + 13]
             cond = den.condition(lr * 2 - 1)
-            eps = torch.stack([torch.randn(cond.y.shape[1:], generator=image_generator(b0 + i)) for i in range(len(lr))])
-            x_T = cond.y + den.schedule.kappa * den.schedule.eta_T ** 0.5 * eps
+            x_T = seeded_prior(cond, range(b0, b0 + len(lr)))
             x0_hat = cond(x_T, torch.ones(len(lr), dtype=torch.float64), cond.y)
             for key, x in (("bicubic", cond.y), ("x0_hat_t1", x0_hat)):
                 sr = (cond.decode(x).clamp(-1, 1) + 1) / 2
