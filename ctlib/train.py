@@ -451,8 +451,9 @@ TRAIN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"net": "tiny", "crop_size": 64, "iterations": 4, "batch_size": 4, "micro_batch": 2, "lr": 2e-4,
               "warmup": 0, "ema_decay": 0.9, "degradation": "bicubic", "kappa": 2.0, "log_every": 1, "ckpt_every": 2,
               "val_every": 0},
-    # the shipped bundled models on 2 CPU cores (about 0.9 s per iteration as one process, 0.5 s as two
-    # one-thread torchrun processes): the discrete baseline is `--mode discrete`, its continuous
+    # the shipped bundled models on 2 CPU cores (about 0.57 s per iteration on idle cores, as one process
+    # or as two one-thread torchrun processes; torchrun holds up better on a busy machine,
+    # benchmarks/training.py): the discrete baseline is `--mode discrete`, its continuous
     # fine-tune `--mode continuous --init <baseline>/model.pt`.  The official kappa = 2: smaller ones
     # were measured and rejected (notebook 05, data/checkpoints/training_choices.json); bicubic LR,
     # the test degradation (same).
@@ -479,13 +480,14 @@ def profile_settings(profile: str, **overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def build_network(net: str, init: str | os.PathLike | None = None) -> nn.Module:
-    """A fresh network of the profile's kind, or the one stored in ``init`` (a kit checkpoint)."""
+def build_network(net: str, init: str | os.PathLike | None = None, *, loaded: Any = None) -> nn.Module:
+    """A fresh network of the profile's kind, or the one stored in ``init`` (a kit checkpoint;
+    ``loaded``: that file already read by :func:`~ctlib.nn.checkpoint.load_checkpoint`)."""
     from .nn.checkpoint import load_checkpoint
     from .nn.configs import BUNDLED_PIXEL, V1_UNET, build_unet
 
     if init is not None:
-        loaded = load_checkpoint(init)
+        loaded = loaded if loaded is not None else load_checkpoint(init)
         if type(loaded.model).__name__ != "UNetModelSwin":
             raise ValueError(f"{init} holds a {type(loaded.model).__name__}, not a UNetModelSwin denoiser network")
         return loaded.model
@@ -610,22 +612,21 @@ def run_training(
     elif settings["net"] == "v1":
         raise ValueError("the paper profile starts from the official weights: pass --official-unet and --official-vq")
     else:
-        residual = settings.get("residual", True)
-        if init is not None:
-            from .nn.checkpoint import load_checkpoint
+        from .nn.checkpoint import load_checkpoint
 
-            residual = bool((load_checkpoint(init).denoiser or {}).get("residual", False))
+        loaded = load_checkpoint(init) if init is not None else None  # read once: network, wrapper, schedule
+        residual = settings.get("residual", True)
+        if loaded is not None:
+            residual = bool((loaded.denoiser or {}).get("residual", False))
         # kappa: the caller's, else the init checkpoint's (a fine-tune keeps its model's schedule), else the profile's
         kappa = overrides.get("kappa")
-        if kappa is None and init is not None:
-            from .nn.checkpoint import load_checkpoint
-
-            init_schedule = load_checkpoint(init).schedule
-            kappa = init_schedule.kappa if init_schedule is not None else None
+        if kappa is None and loaded is not None and loaded.schedule is not None:
+            kappa = loaded.schedule.kappa
         if kappa is None:
             kappa = settings.get("kappa")
         schedule = ResShiftSchedule() if kappa is None else ResShiftSchedule(kappa=kappa)
-        wrapper = ResShiftDenoiser(build_network(settings["net"], init), schedule, lq="upsampled", residual=residual)
+        wrapper = ResShiftDenoiser(build_network(settings["net"], init, loaded=loaded), schedule, lq="upsampled",
+                                   residual=residual)
 
     config = TrainConfig(
         mode=mode, iterations=settings["iterations"], batch_size=settings["batch_size"],
