@@ -85,6 +85,7 @@ __all__ = [
     "levels_grid",
     "image_generator",
     "seeded_prior",
+    "sample_spread",
     "bundled_eval_set",
     "folder_eval_set",
     "choose_crop_windows",
@@ -538,6 +539,44 @@ def seeded_prior(cond: Any, indices: Sequence[int], seed: int = 0) -> torch.Tens
     schedule = cond.denoiser.schedule
     return prior_sample(cond.y, float(schedule.eta(1.0)), schedule.kappa,
                         noise=eps.to(device=cond.y.device, dtype=cond.y.dtype))
+
+
+def sample_spread(samples: torch.Tensor, x0_hat: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
+    r"""Split the error of K samples per image into the error of their mean and their spread.
+
+    ``samples`` (K, B, ...) are K sampler outputs for each of B images, ``x0_hat`` (B, ...) the
+    one-step prediction and ``truth`` (B, ...) the ground truth, all on one scale (e.g. Y in [0, 1]).
+    Per image (float64 arrays of shape (B,), means over pixels):
+
+    * ``mse_sample``: mean over the K samples of ``mean((x_k - x0)^2)``;
+    * ``mse_mean``: ``mean((xbar - x0)^2)`` of the sample average ``xbar``;
+    * ``spread``: the per-pixel variance over the K samples (unbiased), averaged over pixels;
+    * ``mse_x0_hat``: ``mean((x0_hat - x0)^2)``;
+    * ``dispersion``: ``spread / mse_x0_hat``.
+
+    Exactly ``mse_sample = mse_mean + (K - 1)/K spread``.  For a faithful sampler (outputs drawn
+    from p(x0 | y), independent of the true x0 given y) and x0_hat the posterior mean
+    ``E[x0 | y]``, both ``spread`` and ``mse_x0_hat`` estimate ``tr Cov(x0 | y)`` per pixel:
+    the dispersion is 1 on average and a sample has twice the MSE of x0_hat (3.01 dB less PSNR).
+    """
+    if samples.dim() < 2 or samples.shape[0] < 2:
+        raise ValueError(f"samples must have shape (K, B, ...) with K >= 2, got {tuple(samples.shape)}")
+    if tuple(samples.shape[1:]) != tuple(truth.shape) or tuple(x0_hat.shape) != tuple(truth.shape):
+        raise ValueError(f"shapes differ: samples {tuple(samples.shape)}, x0_hat {tuple(x0_hat.shape)}, "
+                         f"truth {tuple(truth.shape)} (samples must be (K, *truth.shape))")
+    samples, x0_hat, truth = samples.double(), x0_hat.double(), truth.double()
+
+    def per_image(z: torch.Tensor) -> np.ndarray:
+        return z.flatten(1).mean(1).cpu().numpy()
+
+    mse_x0_hat = per_image((x0_hat - truth) ** 2)
+    return {
+        "mse_sample": per_image(((samples - truth) ** 2).mean(0)),
+        "mse_mean": per_image((samples.mean(0) - truth) ** 2),
+        "spread": per_image(samples.var(0, unbiased=True)),
+        "mse_x0_hat": mse_x0_hat,
+        "dispersion": per_image(samples.var(0, unbiased=True)) / mse_x0_hat,
+    }
 
 
 @dataclass
