@@ -982,16 +982,36 @@ def record_matches(record_dir: str | Path, checkpoints: Mapping[str, Any]) -> tu
     return True, f"results of record in {record_dir} match the checkpoints' sha256"
 
 
+def _row_model_fingerprint(json_path: Path) -> Any:
+    """The model fingerprint stored in a row's JSON (``"unreadable"`` for a damaged file)."""
+    try:
+        return json.loads(json_path.read_text(encoding="utf-8"))["fingerprint"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable"
+
+
 def _copy_record(record_dir: Path, results_dir: Path) -> int:
-    """Copy the record's row files into ``results_dir/rows`` (existing files are kept); returns the count."""
+    """Copy the record's rows into ``results_dir/rows``; returns the number of rows copied.
+
+    Called only when the record matches the checkpoints in use.  A row already in ``results_dir`` is
+    kept unless it was computed with another model (a stale cache from an older checkpoint, which
+    would otherwise be recomputed): then the record's row replaces it.
+    """
     src = record_dir / "rows"
     dst = results_dir / "rows"
     dst.mkdir(parents=True, exist_ok=True)
     n = 0
-    for f in sorted(src.glob("*")) if src.is_dir() else []:
-        if f.is_file() and not (dst / f.name).exists():
-            shutil.copy2(f, dst / f.name)
-            n += 1
+    for meta in sorted(src.glob("*.json")) if src.is_dir() else []:
+        key = meta.name[:-len(".json")]
+        mine = dst / meta.name
+        if mine.exists() and _row_model_fingerprint(mine) == _row_model_fingerprint(meta):
+            continue
+        for f in (src / f"{key}.csv", meta, src / f"{key}.crops.npz"):
+            if f.is_file():
+                shutil.copy2(f, dst / f.name)
+            elif (dst / f.name).exists():  # the stale row's crops: not part of the record's row
+                (dst / f.name).unlink()
+        n += 1
     return n
 
 

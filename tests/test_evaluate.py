@@ -324,6 +324,25 @@ def test_reproduce_table_files(tmp_path, tiny_checkpoint):
     fresh = ev.load_table(tmp_path / "fresh")["rows"]
     assert all(r["cached"] for r in fresh)
     assert [r["mean"] for r in fresh] == [r["mean"] for r in table["rows"]]
+    # a stale cached row (made with another checkpoint) is replaced by the record's row, not recomputed;
+    # an up-to-date cached row is kept as it is
+    stale = tmp_path / "stale" / "rows"
+    stale.mkdir(parents=True)
+    key = "baseline-resshift-nfe15"
+    meta = json.loads((record / "rows" / f"{key}.json").read_text())
+    meta["fingerprint"]["model"] = "0" * 64
+    (stale / f"{key}.json").write_text(json.dumps(meta))
+    (stale / f"{key}.csv").write_text("index,name,psnr_y\n0,p0,1.0\n1,p1,1.0\n")
+    kept = "continuous-euler-rho1-nfe15"
+    for suffix in (".json", ".csv"):
+        (stale / f"{kept}{suffix}").write_bytes((record / "rows" / f"{kept}{suffix}").read_bytes())
+    marker = (stale / f"{kept}.json").stat().st_mtime_ns
+    again = ev.reproduce_table("smoke", tmp_path / "stale", checkpoints=ckpts, hr_dir=folder, record_dir=record,
+                               progress=False)
+    assert again.computed == 0
+    assert (stale / f"{key}.csv").read_bytes() == (record / "rows" / f"{key}.csv").read_bytes()
+    assert (stale / f"{kept}.json").stat().st_mtime_ns == marker
+    assert [r["mean"] for r in ev.load_table(tmp_path / "stale")["rows"]] == [r["mean"] for r in table["rows"]]
     other = tmp_path / "other.pt"
     other.write_bytes(tiny_checkpoint.read_bytes() + b"x")
     ok, why = ev.record_matches(record, {**ckpts, "continuous": str(other)})
