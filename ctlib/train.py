@@ -451,13 +451,13 @@ TRAIN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"net": "tiny", "crop_size": 64, "iterations": 4, "batch_size": 4, "micro_batch": 2, "lr": 2e-4,
               "warmup": 0, "ema_decay": 0.9, "degradation": "bicubic", "kappa": 2.0, "log_every": 1, "ckpt_every": 2,
               "val_every": 0},
-    # the shipped bundled models on 2 CPU cores (about 0.57 s per iteration on idle cores, as one process
+    # the shipped bundled models on 2 CPU cores (about 0.55 s per iteration on idle cores, as one process
     # or as two one-thread torchrun processes; torchrun holds up better on a busy machine,
-    # benchmarks/training.py): the discrete baseline is `--mode discrete`, its continuous
-    # fine-tune `--mode continuous --init <baseline>/model.pt`.  The official kappa = 2: smaller ones
-    # were measured and rejected (notebook 05, data/checkpoints/training_choices.json); bicubic LR,
-    # the test degradation (same).
-    "cpu": {"net": "bundled", "crop_size": 64, "iterations": 1500, "batch_size": 16, "micro_batch": 16, "lr": 5e-4,
+    # benchmarks/training.py): the discrete baseline is `--mode discrete` (3600 iterations, ~33 min),
+    # its continuous fine-tune `--mode continuous --init <baseline>/model.pt` with the flags of
+    # notebook 05 section 3.  The official kappa = 2: smaller ones were measured and rejected
+    # (notebook 05, data/checkpoints/training_choices.json); bicubic LR, the test degradation (same).
+    "cpu": {"net": "bundled", "crop_size": 64, "iterations": 3600, "batch_size": 16, "micro_batch": 16, "lr": 5e-4,
             "warmup": 100, "ema_decay": 0.995, "grad_clip": 1.0, "degradation": "bicubic", "kappa": 2.0,
             "log_every": 5, "ckpt_every": 50, "val_every": 100},
     # one GPU, minutes: the bundled models from scratch
