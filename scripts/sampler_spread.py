@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     identity_gap = float(np.max(np.abs(st["mse_sample"] - (st["mse_mean"] + (K - 1) / K * st["spread"]))))
     mse_x0, mse_mean_K, spread = st["mse_x0_hat"], st["mse_mean"], st["spread"]
     per_seed = [psnr_of(mse(s)) for s in samples]
-    mean_of_first = [psnr_of(mse(torch.stack(samples[:k]).mean(0))) for k in range(1, K + 1)]
+    mse_first = [mse(torch.stack(samples[:k]).mean(0)) for k in range(1, K + 1)]
     entry = {
         "checkpoint": str(args.checkpoint), "kappa": den.schedule.kappa, "images": n, "seeds": K,
         "solver": args.solver, "nfe": args.nfe, "rho": 1.0,
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         "mse_y": {"bicubic": float(bicubic.mean()), "x0_hat_t1": float(mse_x0.mean()),
                   "sample": float(st["mse_sample"].mean()), f"mean_of_{K}_samples": float(mse_mean_K.mean()),
                   "spread": float(spread.mean())},
-        "psnr_y_mean_of_first_k": [round(p, 3) for p in mean_of_first],
+        "psnr_y_mean_of_first_k": [round(psnr_of(m), 3) for m in mse_first],
+        "mse_y_mean_of_first_k": [float(m.mean()) for m in mse_first],
         "dispersion": round(float(st["dispersion"].mean()), 3),
         "identity_max_abs_error": identity_gap,
         "command": f"python scripts/sampler_spread.py {args.checkpoint} {args.key} --images {n} --seeds {K}",

@@ -70,3 +70,29 @@ def test_quality_json_one_step_rows_are_reproduced():
         mean = np.concatenate(parts).mean(axis=0)
         assert mean[0] == pytest.approx(quality[key]["psnr_y"], abs=0.01), key
         assert mean[1] == pytest.approx(quality[key]["ssim_y"], abs=2e-4), key
+
+
+def test_sampler_spread_entry_belongs_to_the_shipped_model():
+    """notebook 05 §3b's numbers (scripts/sampler_spread.py): the one-step and bicubic MSEs recompute
+    with the shipped continuous model, and the stored means obey the decomposition
+    mse(sample) = mse(mean of K) + (K - 1)/K spread (linear, so it holds for the means too)."""
+    from ctlib.metrics import rgb_to_y
+
+    entry = json.loads((CKPTS / "training_choices.json").read_text())["sampler_spread"]
+    assert entry["checkpoint"].endswith("continuous_finetune.pt") and entry["solver"] == "euler"
+    K, m = entry["seeds"], entry["mse_y"]
+    assert m["sample"] == pytest.approx(m[f"mean_of_{K}_samples"] + (K - 1) / K * m["spread"], rel=1e-9)
+    assert entry["mse_y_mean_of_first_k"][-1] == pytest.approx(m[f"mean_of_{K}_samples"], rel=1e-9)
+    den = denoiser_from_checkpoint(CKPTS / "continuous_finetune.pt").eval()
+    test = load_bundled_test_set().subset(entry["images"])
+    with torch.no_grad():
+        cond = den.condition(test.lr * 2 - 1)
+        x0_hat = cond(seeded_prior(cond, range(entry["images"])), torch.ones(len(test.lr), dtype=torch.float64),
+                      cond.y)
+
+    def mse_y(x: torch.Tensor) -> float:
+        y = rgb_to_y(((x.clamp(-1, 1) + 1) / 2).double())
+        return float(((y - rgb_to_y(test.hr.double())) ** 2).mean())
+
+    assert mse_y(cond.y) == pytest.approx(m["bicubic"], rel=1e-6)
+    assert mse_y(x0_hat) == pytest.approx(m["x0_hat_t1"], rel=1e-4)
