@@ -14,11 +14,11 @@ and stores them under ``KEY`` in data/checkpoints/training_choices.json (noteboo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
+from _choices import store_entry
 
 from ctlib.data import load_bundled_test_set
 from ctlib.evaluate import seeded_prior
@@ -69,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
              "t": [t for t, _ in visited], "x0_hat_on_euler_states": [p for _, p in visited], "euler_final": final,
              "t_marginal": t_marginal, "x0_hat_on_true_marginals": on_marginals,
              "command": f"python scripts/sampler_path_diagnostic.py {args.checkpoint} {args.key}"}
-    doc = json.loads(args.out.read_text()) if args.out.exists() else {}
-    doc[args.key] = entry
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(entry, indent=1))
+    store_entry(args.out, args.key, entry)
     return 0
 
 

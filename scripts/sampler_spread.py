@@ -18,19 +18,20 @@ the one-step prediction's MSE, a sample's MSE, the MSE of the average of the K s
 spread (per-pixel variance over seeds) and the dispersion spread / mse(x0_hat): 1 for a faithful
 sampler whose x0_hat is the posterior mean, above 1 when the model's samples scatter more than the
 truth does (``ctlib.evaluate.sample_spread``).  The identity
-``mse_sample = mse_mean_of_K + (K - 1)/K spread`` is checked for every image.  Results go under ``KEY`` in data/checkpoints/training_choices.json.
+``mse_sample = mse_mean_of_K + (K - 1)/K spread`` is checked for every image.  Results go under
+``KEY`` in data/checkpoints/training_choices.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _choices import store_entry
 
 from ctlib.data import load_bundled_test_set
 from ctlib.evaluate import sample_spread, seeded_prior
@@ -107,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if identity_gap > 1e-9:
         raise AssertionError(f"mse_sample = mse_mean_of_K + (K-1)/K spread failed by {identity_gap:.3g}")
-    doc = json.loads(args.out.read_text()) if args.out.exists() else {}
-    doc[args.key] = entry
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(entry, indent=1))
+    store_entry(args.out, args.key, entry)
     return 0
 
 
