@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.seeds < 2:
         ap.error("--seeds must be at least 2 (the spread needs two samples)")
+    if not 1 <= args.images <= 26:
+        ap.error(f"--images must be between 1 and 26 (the bundled test photos), got {args.images}")
     den = denoiser_from_checkpoint(args.checkpoint).eval()
     test = load_bundled_test_set().subset(args.images)
     n = len(test.hr)
