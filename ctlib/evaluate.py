@@ -570,12 +570,13 @@ def sample_spread(samples: torch.Tensor, x0_hat: torch.Tensor, truth: torch.Tens
         return z.flatten(1).mean(1).cpu().numpy()
 
     mse_x0_hat = per_image((x0_hat - truth) ** 2)
+    spread = per_image(samples.var(0, unbiased=True))
     return {
         "mse_sample": per_image(((samples - truth) ** 2).mean(0)),
         "mse_mean": per_image((samples.mean(0) - truth) ** 2),
-        "spread": per_image(samples.var(0, unbiased=True)),
+        "spread": spread,
         "mse_x0_hat": mse_x0_hat,
-        "dispersion": per_image(samples.var(0, unbiased=True)) / mse_x0_hat,
+        "dispersion": spread / mse_x0_hat,
     }
 
 

@@ -79,17 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         bicubic = mse(y_channel(cond.y))
         x_T = seeded_prior(cond, range(n))
         x0_hat = y_channel(cond(x_T, torch.ones(n, dtype=torch.float64), cond.y))
-        samples = []
+        samples, per_seed = [], []
         for s in range(args.seeds):
             x_T = seeded_prior(cond, range(n), seed=s)
             out = sample(cond, cond.y, schedule=den.schedule, solver=args.solver, nfe=args.nfe, rho=1.0, x_T=x_T)
             samples.append(y_channel(out))
-            print(f"seed {s}: PSNR-Y {psnr_of(mse(samples[-1])):.3f}", flush=True)
+            per_seed.append(psnr_of(mse(samples[-1])))
+            print(f"seed {s}: PSNR-Y {per_seed[-1]:.3f}", flush=True)
     K = len(samples)
     st = sample_spread(torch.stack(samples), x0_hat, hr_y)
     identity_gap = float(np.max(np.abs(st["mse_sample"] - (st["mse_mean"] + (K - 1) / K * st["spread"]))))
     mse_x0, mse_mean_K, spread = st["mse_x0_hat"], st["mse_mean"], st["spread"]
-    per_seed = [psnr_of(mse(s)) for s in samples]
     mse_first = [mse(torch.stack(samples[:k]).mean(0)) for k in range(1, K + 1)]
     entry = {
         "checkpoint": str(args.checkpoint), "kappa": den.schedule.kappa, "images": n, "seeds": K,
