@@ -2,7 +2,11 @@
 ``ctlib.train.run_training`` (the ``train`` CLI), for the ``cpu`` profile and, where CUDA is
 available, the ``gpu`` profile.
 
-    python benchmarks/training.py [--iterations 20] [--warmup 3] [--profiles cpu gpu]
+    python benchmarks/training.py [--iterations 20] [--warmup 3] [--profiles cpu gpu] [--modes discrete continuous]
+
+Both modes are measured by default: each runs with the profile's recipe for that mode (the ``cpu``
+profile's discrete baseline trains 64 x 64 crops of batch 16, its continuous fine-tune whole
+256 x 256 photos of batch 2).
 
 On CPU three layouts of the same 2 cores are measured: one process with 2 threads, one process
 with 1 thread, and ``torchrun --nproc_per_node 2`` with 1 thread per process (DDP, gloo; each
@@ -38,19 +42,19 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def child(profile: str, iterations: int, warmup: int, threads: int, device: str) -> dict:
+def child(profile: str, mode: str, iterations: int, warmup: int, threads: int, device: str) -> dict:
     """One measurement (in the current process)."""
     import torch
 
     from ctlib.train import profile_settings, read_log, run_training
 
     torch.set_num_threads(threads)
-    settings = profile_settings(profile)
+    settings = profile_settings(profile, mode)
     with tempfile.TemporaryDirectory() as tmp:
         rss_import = _rss_mib()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        summary = run_training(profile, "continuous", Path(tmp) / "run", device=device, progress=False,
+        summary = run_training(profile, mode, Path(tmp) / "run", device=device, progress=False,
                                iterations=iterations, warmup=0, val_every=0, ckpt_every=0, log_every=1)
         if int(os.environ.get("RANK", "0")) != 0:
             return {}  # under torchrun only rank 0 writes the log
@@ -59,7 +63,7 @@ def child(profile: str, iterations: int, warmup: int, threads: int, device: str)
     timed = secs[-1] - secs[warmup - 1] if warmup > 0 else secs[-1]
     steps = iterations - warmup
     result = {
-        "profile": profile, "device": device, "threads": threads, "batch_size": settings["batch_size"],
+        "profile": profile, "mode": mode, "device": device, "threads": threads, "batch_size": settings["batch_size"],
         "micro_batch": settings["micro_batch"], "crop_size": settings["crop_size"], "net": settings["net"],
         "iterations_timed": steps, "seconds_timed": round(float(timed), 3),
         "iterations_per_second": round(steps / float(timed), 4),
@@ -78,6 +82,7 @@ def child(profile: str, iterations: int, warmup: int, threads: int, device: str)
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profiles", nargs="+", default=None, help="default: cpu, and gpu when CUDA is available")
+    ap.add_argument("--modes", nargs="+", choices=("discrete", "continuous"), default=["discrete", "continuous"])
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3, help="steps left out of the timing")
     ap.add_argument("--threads", type=int, default=2, help="threads of the GPU measurement's process")
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--iterations must exceed --warmup (>= 0)")
 
     if args.child:
-        row = child(args.profiles[0], args.iterations, args.warmup, args.threads, args.device)
+        row = child(args.profiles[0], args.modes[0], args.iterations, args.warmup, args.threads, args.device)
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(row))
         return 0
@@ -107,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         layouts = [("1 process", 1, args.threads)]
         if device == "cpu":
             layouts = [("1 process", 1, 2), ("1 process", 1, 1), ("torchrun", 2, 1)]
-        for layout, nproc, threads in layouts:
-            child_args = [__file__, "--child", "--profiles", profile, "--iterations", str(args.iterations),
+        for (layout, nproc, threads), mode in [(lay, m) for m in args.modes for lay in layouts]:
+            child_args = [__file__, "--child", "--profiles", profile, "--modes", mode, "--iterations", str(args.iterations),
                           "--warmup", str(args.warmup), "--threads", str(threads), "--device", device]
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             if nproc > 1:
@@ -119,12 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{profile} ({layout}): the measurement failed (exit {proc.returncode})")
+                raise SystemExit(f"{profile} {mode} ({layout}): the measurement failed (exit {proc.returncode})")
             row = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
             row.update(layout=layout, processes=nproc)
             results.append(row)
             extra = f", CUDA peak {row['cuda_peak_allocated_mib']} MiB" if "cuda_peak_allocated_mib" in row else ""
-            print(f"{profile:5s} on {device}, {layout} x {threads} thread(s): {row['iterations_per_second']:.3f} it/s "
+            print(f"{profile:5s} {mode:10s} on {device}, {layout} x {threads} thread(s): {row['iterations_per_second']:.3f} it/s "
                   f"({row['seconds_per_iteration']:.3f} s/it, batch {row['batch_size']}, crop {row['crop_size']}), "
                   f"peak RSS {row['peak_rss_mib']:.0f} MiB per process (after imports {row['rss_after_import_mib']:.0f} "
                   f"MiB){extra}")

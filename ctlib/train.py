@@ -451,15 +451,19 @@ TRAIN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"net": "tiny", "crop_size": 64, "iterations": 4, "batch_size": 4, "micro_batch": 2, "lr": 2e-4,
               "warmup": 0, "ema_decay": 0.9, "degradation": "bicubic", "kappa": 2.0, "log_every": 1, "ckpt_every": 2,
               "val_every": 0},
-    # the shipped bundled models on 2 CPU cores (about 0.55 s per iteration on idle cores, as one process
-    # or as two one-thread torchrun processes; torchrun holds up better on a busy machine,
-    # benchmarks/training.py): the discrete baseline is `--mode discrete` (3600 iterations, ~33 min),
-    # its continuous fine-tune `--mode continuous --init <baseline>/model.pt` with the flags of
-    # notebook 05 section 3.  The official kappa = 2: smaller ones were measured and rejected
-    # (notebook 05, data/checkpoints/training_choices.json); bicubic LR, the test degradation (same).
+    # the shipped bundled models on 2 CPU cores (as one process or as two one-thread torchrun processes;
+    # torchrun holds up better on a busy machine, benchmarks/training.py), both with the official kappa = 2
+    # (smaller ones measured, notebook 05) and bicubic LR (the test degradation, same).  The discrete
+    # baseline, `--mode discrete`: 64 x 64 crops of batch 16 (about 0.55 s per iteration, 3600 iterations,
+    # ~33 min).  Its continuous fine-tune, `--mode continuous --init <baseline>/model.pt`, uses
+    # `by_mode["continuous"]`: whole 256 x 256 photos, the test size (the samplers of a model trained only on
+    # 64 x 64 crops over-disperse at 256, notebook 05 section 2c), batch 2 (~1.1 s per iteration, 1000
+    # iterations, ~19 min).
     "cpu": {"net": "bundled", "crop_size": 64, "iterations": 3600, "batch_size": 16, "micro_batch": 16, "lr": 5e-4,
             "warmup": 100, "ema_decay": 0.995, "grad_clip": 1.0, "degradation": "bicubic", "kappa": 2.0,
-            "log_every": 5, "ckpt_every": 50, "val_every": 100},
+            "log_every": 5, "ckpt_every": 50, "val_every": 100,
+            "by_mode": {"continuous": {"crop_size": 256, "batch_size": 2, "micro_batch": 2, "iterations": 1000,
+                                       "lr": 3e-4, "warmup": 20, "lr_decay": "cosine"}}},
     # one GPU, minutes: the bundled models from scratch
     "gpu": {"net": "bundled", "crop_size": 256, "iterations": 20000, "batch_size": 32, "micro_batch": 32,
             "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "degradation": "bicubic", "kappa": 2.0, "log_every": 50,
@@ -471,11 +475,16 @@ TRAIN_PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def profile_settings(profile: str, **overrides: Any) -> dict[str, Any]:
-    """The training settings of ``profile`` with ``overrides`` (``None`` values ignored)."""
+def profile_settings(profile: str, mode: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The training settings of ``profile``: its common settings, then those of ``mode`` (the
+    profile's ``by_mode`` entry, e.g. the cpu profile's fine-tune recipe), then ``overrides``
+    (``None`` values ignored)."""
     from .profiles import check_profile
 
     settings = dict(TRAIN_PROFILES[check_profile(profile)])
+    by_mode = settings.pop("by_mode", {})
+    if mode is not None:
+        settings.update(by_mode.get(mode, {}))
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
 
@@ -567,9 +576,9 @@ def run_training(
     from .nn import ResShiftDenoiser
     from .nn.denoiser import build_official_denoiser
 
-    settings = profile_settings(profile, **overrides)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    settings = profile_settings(profile, mode, **overrides)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")

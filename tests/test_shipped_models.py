@@ -13,7 +13,7 @@ from ctlib.data import load_bundled_test_set
 from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr, ssim
 from ctlib.nn import denoiser_from_checkpoint
-from ctlib.train import TRAIN_PROFILES
+from ctlib.train import profile_settings
 
 from .conftest import ROOT
 
@@ -30,10 +30,11 @@ def test_shipped_checkpoint_files(name):
     meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
     train = meta["train"]
     assert train["mode"] == ("discrete" if name == "baseline_discrete" else "continuous")
-    # the schedule stored is the profile's choice (notebook 05), and the one trained where recorded
-    assert den.schedule.kappa == TRAIN_PROFILES["cpu"]["kappa"]
-    assert train["extra"].get("kappa", den.schedule.kappa) == den.schedule.kappa
-    assert train["extra"]["degradation"] == TRAIN_PROFILES["cpu"]["degradation"]
+    # the schedule and crops are the profile's choice for the mode (notebook 05), and the ones trained
+    recipe = profile_settings("cpu", train["mode"])
+    assert den.schedule.kappa == recipe["kappa"] == train["extra"]["kappa"]
+    assert train["extra"]["crop_size"] == recipe["crop_size"]
+    assert train["extra"]["degradation"] == recipe["degradation"]
     log = (CKPTS / f"{name}.log.csv").read_text().splitlines()
     assert log[0].startswith("step,loss") and int(log[-1].split(",")[0]) == meta["steps"]
     quality = json.loads((CKPTS / f"{name}.quality.json").read_text())
@@ -45,7 +46,8 @@ def test_shipped_checkpoint_files(name):
 
 def test_continuous_model_starts_from_the_baseline():
     meta = torch.load(CKPTS / "continuous_finetune.pt", map_location="cpu", weights_only=True)["meta"]
-    assert meta["train"]["extra"]["init"].endswith("model.pt")
+    # the baseline's run folder (runs/baseline/model.pt) or its export, data/checkpoints/baseline_discrete.pt
+    assert meta["train"]["extra"]["init"].rsplit("/", 1)[-1] in ("model.pt", "baseline_discrete.pt")
     base = denoiser_from_checkpoint(CKPTS / "baseline_discrete.pt").schedule
     assert denoiser_from_checkpoint(CKPTS / "continuous_finetune.pt").schedule.to_dict() == base.to_dict()
 

@@ -239,6 +239,32 @@ def test_kappa_and_lr_decay_reach_the_run_and_the_model(tmp_path):
     assert load_checkpoint(fresh["model"]).schedule.kappa == TRAIN_PROFILES["smoke"]["kappa"]
 
 
+def test_profile_settings_per_mode_the_cpu_fine_tune_recipe(tmp_path):
+    """The cpu profile's continuous fine-tune recipe (``by_mode``: whole 256 x 256 photos) applies to
+    --mode continuous only, the caller's arguments beat it, and the rest is the profile's."""
+    from ctlib.train import profile_settings
+
+    common, fine = TRAIN_PROFILES["cpu"], TRAIN_PROFILES["cpu"]["by_mode"]["continuous"]
+    discrete = profile_settings("cpu", "discrete")
+    assert "by_mode" not in discrete and "by_mode" not in profile_settings("cpu")
+    assert (discrete["crop_size"], discrete["batch_size"]) == (common["crop_size"], common["batch_size"]) == (64, 16)
+    cont = profile_settings("cpu", "continuous")
+    assert (cont["crop_size"], cont["batch_size"], cont["lr_decay"]) == (256, 2, "cosine") == \
+        (fine["crop_size"], fine["batch_size"], fine["lr_decay"])
+    assert cont["ema_decay"] == common["ema_decay"] and cont["kappa"] == common["kappa"] == 2.0
+    assert profile_settings("cpu", "continuous", crop_size=128, lr=None)["crop_size"] == 128
+    assert profile_settings("cpu", "continuous", lr=None)["lr"] == fine["lr"]
+    # what the run stores is the mode's recipe
+    base = run_training("smoke", "discrete", tmp_path / "base", progress=False, iterations=1, device="cpu")
+    from ctlib.nn.checkpoint import load_checkpoint
+
+    ft = run_training("cpu", "continuous", tmp_path / "ft", init=base["model"], progress=False, device="cpu",
+                      iterations=2, warmup=1, val_every=0, ckpt_every=1, crop_size=64)
+    train = load_checkpoint(ft["model"]).meta["train"]
+    assert (train["batch_size"], train["lr"], train["lr_decay"]) == (fine["batch_size"], fine["lr"], "cosine")
+    assert train["extra"]["crop_size"] == 64 and train["mode"] == "continuous"
+
+
 def test_paper_profile_wiring_with_tiny_official_format_weights(tmp_path):
     """Official-format files (bare state dicts with `module.` prefixes), the VQ latent space, the
     official crop and the Real-ESRGAN degradation on a tiny image folder: two iterations run."""

@@ -84,6 +84,8 @@ for name, settings in TRAIN_PROFILES.items():
     keys = ("net", "crop_size", "iterations", "batch_size", "micro_batch", "lr", "warmup", "ema_decay", "degradation",
             "kappa")
     print(f"{name:6s}", ", ".join(f"{k}={settings.get(k, 'official')}" for k in keys))
+    for mode, changes in settings.get("by_mode", {}).items():
+        print(f"{'':6s} --mode {mode}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
 
 # %% [markdown]
 # ## 2. What the network sees
@@ -155,10 +157,10 @@ plt.show()
 
 # %%
 print(choices["full_runs"]["note"])
-print(f"{'run':28s} {'kappa':>5s} {'iters':>6s} {'x0_hat(t=1)':>12s} {'resshift T15':>13s} {'Euler nfe 15':>13s}")
+print(f"{'run':34s} {'kappa':>5s} {'iters':>6s} {'x0_hat(t=1)':>12s} {'resshift T15':>13s} {'Euler nfe 15':>13s}")
 for name, r in choices["full_runs"].items():
     if isinstance(r, dict):
-        print(f"{name:28s} {r['kappa']:5.2f} {r['iterations']:6d} {r['x0_hat_t1']:12.2f} {r['resshift_T15']:13.2f} "
+        print(f"{name:34s} {r['kappa']:5.2f} {r['iterations']:6d} {r['x0_hat_t1']:12.2f} {r['resshift_T15']:13.2f} "
               f"{r['euler_nfe15_rho1']:13.2f}")
 path = choices["euler_path_kappa0.25"]
 fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -171,40 +173,121 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# **Why.** The plot (made by `scripts/sampler_path_diagnostic.py`) follows $\hat x_0$ along Euler's
-# path for the kappa = 0.25 fine-tune. On true marginals the network is excellent, better and better
-# as $t$ falls; on the sampler's own states it gets *worse* from the first step. With little noise,
-# a well-trained network reads the image detail out of $x_t$; on the sampler's states that "detail"
-# is the prior noise carried along, which the network then amplifies into false texture. A longer
-# trained network leans on $x_t$ more, which is why 400 iterations did not predict 3000. The theory
-# does not prefer a kappa (a perfect model samples the same posterior for any kappa, and a posterior
-# sample has twice the MSE of the posterior mean $\hat x_0$, i.e. 3 dB less PSNR); what kappa changes
-# is how a *small, briefly trained* model errs. We keep the official $\kappa = 2$ for every profile
-# (`--kappa` changes it).
+# **What the plot shows.** It follows $\hat x_0$ along Euler's path for the kappa = 0.25 fine-tune
+# (made by `scripts/sampler_path_diagnostic.py`). On true marginals the network is excellent, better
+# and better as $t$ falls; on the sampler's own states it gets *worse* from the first step: the
+# sampler's states are not what the network was trained on, and the error compounds over the 15
+# steps. The theory does not prefer a kappa (a perfect model samples the same posterior for any
+# kappa, and a posterior sample has twice the MSE of the posterior mean $\hat x_0$, i.e. 3 dB less
+# PSNR); what kappa changes is how an imperfect model errs. At this point we kept the official
+# $\kappa = 2$; §2c finds the main cause of the drift, the training crop size, and measures kappa
+# again once that is fixed.
+#
+# ## 2c. The fine-tune's crops and kappa, measured
+#
+# **Claim.** The sampler paths above go wrong mainly because of a size mismatch: the models were
+# trained on 64 x 64 crops (batch 16, the cheapest way to show the network many
+# patches) and tested on whole 256 x 256 photos. The network is convolutional and its one-step
+# prediction does not care (it is one evaluation on a real input), but a sampler evaluates the
+# network 15 times on its *own* states, and at a size it never saw those states drift off the
+# training distribution. `scripts/finetune_choices.py tiles` cuts 8 test photos into tiles of 64,
+# 128 and 256 pixels and upscales every tile from its own LR with a 64-crop model (the kappa = 2
+# crop-64 fine-tune of the sweep below):
+
+# %%
+for key, label in (("tiles_crop64_k2", "fine-tuned on 64 x 64 crops (300 iterations)"),
+                   ("tiles_continuous_finetune", "the shipped fine-tune, on 256 x 256 crops (section 3)")):
+    tile_entry = choices.get(key)
+    if tile_entry is None:
+        print(f"no {key} entry yet: run scripts/finetune_choices.py tiles CHECKPOINT {key}")
+        continue
+    print(f"{label}: {tile_entry['images']} test photos cut into tiles, PSNR-Y (dB) of the tiled result")
+    print(f"{'tile':>5s} {'bicubic':>8s} {'x0_hat(t=1)':>12s} {'Euler nfe 15':>13s}")
+    for size, r in tile_entry["psnr_y_by_tile_size"].items():
+        print(f"{size:>5s} {r['bicubic']:8.2f} {r['x0_hat_t1']:12.2f} {r['euler_nfe15_rho1']:13.2f}")
+
+# %% [markdown]
+# The one-step prediction is the same at every tile size; the 64-crop model's Euler loses 1.4 dB
+# between 64 x 64 tiles (its training size) and whole photos. So the fine-tune should see whole
+# photos. (The second table, for the model this section leads to, is better at every size, by
+# 0.9 dB on 64 x 64 tiles and 1.3 dB on whole photos, yet still does better on small tiles, 26.1
+# against 25.1 dB, which this measurement does not explain.) At the same
+# cost per iteration (64 x 64 x 16 pixels = 256 x 256 x 1), 300-iteration fine-tunes of the
+# shipped baseline compare crop sizes at kappa = 2, then kappa at 256 x 256 crops (batch 2, twice
+# the cost), scored on the first 8 test photos at full size (`scripts/finetune_choices.py sweep`):
+
+# %%
+sweep_entry = choices.get("finetune_sweep")
+if sweep_entry is None:
+    print("no finetune_sweep entry yet: run scripts/finetune_choices.py sweep")
+else:
+    print(sweep_entry["recipe"])
+    print(f"{'run':16s} {'crop':>5s} {'batch':>6s} {'kappa':>6s} {'bicubic':>8s} {'x0_hat(t=1)':>12s} "
+          f"{'Euler nfe 15':>13s}")
+    rows = sweep_entry["results"]
+    for name, r in rows.items():
+        print(f"{name:16s} {r['crop_size']:5d} {r['batch_size']:6d} {r['kappa']:6.3g} {r['bicubic']:8.2f} "
+              f"{r['x0_hat_t1']:12.2f} {r['euler_nfe15_rho1']:13.2f}")
+    k_rows = sorted((r["kappa"], r) for r in rows.values() if r["crop_size"] == 256)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ks = [k for k, _ in k_rows]
+    ax.plot(ks, [r["x0_hat_t1"] for _, r in k_rows], "o-", label="one-step $\\hat x_0(x_T, 1)$")
+    ax.plot(ks, [r["euler_nfe15_rho1"] for _, r in k_rows], "s-", label="Euler, nfe 15, $\\rho$ = 1")
+    ax.plot([rows["crop64_k2"]["kappa"]], [rows["crop64_k2"]["euler_nfe15_rho1"]], "x", color="C1", ms=9,
+            label="Euler, 64 x 64 crops (kappa 2)")
+    ax.axhline(k_rows[0][1]["bicubic"], color="gray", ls="--", label="bicubic")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set(xticks=ks, xticklabels=[f"{k:g}" for k in ks], xlabel="kappa of the fine-tune",
+           ylabel=f"PSNR-Y (dB), {sweep_entry['images']} test photos",
+           title="300-iteration fine-tunes on 256 x 256 crops")
+    ax.legend(fontsize=8)
+    plt.show()
+
+# %% [markdown]
+# **Crop size.** At kappa = 2, Euler climbs from 23.8 dB (64 x 64 crops) to 24.3 (128) and 25.1 dB
+# (256), while $\hat x_0$ stays at 27.9–28.0 dB: training on whole photos removes most of the
+# over-dispersion.
+#
+# **kappa.** On 256 x 256 crops a smaller kappa lifts Euler further (25.3, 25.8, 26.2 and 26.4 dB for
+# kappa = 1, 0.5, 0.25 and 0.125), but $\hat x_0$ falls (28.0 to 27.8 dB) and the Euler gain does not
+# last: a kappa = 0.25 fine-tune checked at 800 iterations was back at 25.8 dB Euler (27.86 dB
+# $\hat x_0$; an ad-hoc check, not stored). A briefly trained network is smooth (its samples scatter
+# *less* than the posterior); trained longer, it learns to invent texture at any kappa, as the theory
+# says it should.
+#
+# **Chosen.** Whole 256 x 256 photos (batch 2, twice the cost of an iteration on 64 x 64 x 16) and
+# the official kappa = 2: the `cpu` profile's recipe for `--mode continuous`. The baseline stays on
+# 64 x 64 crops (it is the discrete starting point; its own samplers are the "Baseline" row of
+# notebook 06). No setting here lifts Euler at nfe = 15 above bicubic (26.83 dB on these photos);
+# §3b says why that is expected.
 #
 # ## 3. The shipped runs
 #
 # Made by two commands on 2 CPU cores (each as two one-thread `torchrun` processes: about 33 and
-# 23 minutes on idle cores), then exported with their quality JSON; the `gpu` profile trains the same models at
+# 19 minutes on idle cores), then exported with their quality JSON; the `gpu` profile trains the same models at
 # full size:
 #
 # ```
 # python -m ctlib train --profile cpu --mode discrete --out runs/baseline --iterations 3600 --seed 1
-# python -m ctlib train --profile cpu --mode continuous --init runs/baseline/model.pt --out runs/continuous \
-#     --iterations 2500 --lr 3e-4 --warmup 50 --lr-decay cosine --seed 2
+# python -m ctlib train --profile cpu --mode continuous --init runs/baseline/model.pt --out runs/continuous --seed 2 \
+#     --val-every 200 --ckpt-every 100
 # python scripts/ship_checkpoint.py runs/baseline baseline_discrete
 # python scripts/ship_checkpoint.py runs/continuous continuous_finetune
 # ```
 #
-# The baseline keeps the official constant learning rate; the fine-tune decays it to 0 (cosine), so
-# its last iterations average out the gradient noise. An earlier pair (1250 + 900 iterations, constant
-# rates, `full_runs` in `training_choices.json`) reached +1.18 / +1.32 dB for the one-step prediction;
-# its validation PSNR had flattened during the fine-tune, which is why the baseline now runs three
-# times longer.
+# (The shipped fine-tune started from the exported baseline, `--init data/checkpoints/baseline_discrete.pt`,
+# the same EMA weights as `runs/baseline/model.pt`.) The baseline keeps the official constant
+# learning rate on 64 x 64 crops of batch 16. The fine-tune is
+# the `cpu` profile's recipe for `--mode continuous` (§2c): whole 256 x 256 photos in batches of 2,
+# 1000 iterations, lr 3e-4 after 20 warm-up iterations, decayed to 0 (cosine) so that its last
+# iterations average out the gradient noise. Earlier fine-tunes on 64 x 64 crops are kept as rows of
+# `full_runs` in `training_choices.json` (the last shipped one: 2500 iterations, x0_hat +1.56 dB,
+# Euler -3.05 dB).
 #
 # `OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m ctlib train ...` runs the same
-# recipe as two one-thread DDP processes: as fast on idle cores (0.57 s per iteration,
-# `benchmarks/results/training.json`) and less sensitive to a busy machine.
+# recipe as two one-thread DDP processes: as fast on idle cores (`benchmarks/results/training.json`)
+# and less sensitive to a busy machine.
 #
 # (the exact arguments of each run are stored in its checkpoint, printed below).
 
@@ -261,13 +344,14 @@ for name, (_, _, q) in shipped.items():
 
 # %% [markdown]
 # **What the numbers say.** The one-step prediction beats bicubic by +1.48 dB (discrete baseline)
-# and **+1.56 dB** (continuous fine-tune) PSNR-Y, SSIM-Y 0.800 and 0.802 against bicubic's 0.757,
-# with a 1.6M-parameter network trained for about an hour on 2 CPU cores. The validation PSNR
-# flattened in the baseline's last 400 iterations (plot above) and the 2500-iteration fine-tune added
-# 0.09 dB on the test set: this network is near what it can learn here; more needs a bigger one (the
-# `gpu` profile). The 15-step samplers fall *below* bicubic in PSNR (-2 to -3 dB) and did not move
-# with the longer training (the earlier 1250 + 900-iteration pair: -1.9 to -3.0 dB, `full_runs`).
-# Section 3b shows why that is not a defect of the samplers and what a 15-step sample can reach.
+# and **+1.57 dB** (continuous fine-tune) PSNR-Y, SSIM-Y 0.800 and 0.801 against bicubic's 0.757,
+# with a 1.6M-parameter network trained for under an hour on 2 CPU cores. The validation PSNR
+# flattened in the baseline's last 400 iterations (plot above): this network is near what it can
+# learn here; more needs a bigger one (the `gpu` profile). The fine-tune on whole photos is what
+# moved the samplers: Euler at nfe = 15 goes from -3.13 dB (baseline) and -3.05 dB (the earlier
+# fine-tune on 64 x 64 crops) to **-1.59 dB**, and the official `resshift` sampler on the fine-tuned
+# model ends level with bicubic (+0.02 dB). Euler is still *below* bicubic; section 3b shows that a
+# faithful sampler must be, with a one-step prediction only 1.6 dB above it.
 #
 # ## 3b. Why a 15-step sample loses PSNR: a sample is not the mean
 #
@@ -343,18 +427,19 @@ else:
     plt.show()
 
 # %% [markdown]
-# **What this says about the targets.** On these 8 photos the Euler samples lose 4.2 dB to
-# $\hat x_0$, 1.2 dB more than a faithful sampler would: their spread is 1.7 times the posterior's
-# (dispersion 1.71), so the small model invents more texture than the photos hold. Their *mean* is
-# right: averaging samples climbs towards $\hat x_0$ along the $1/k$ curve, and the mean of many
-# (27.75 dB) is within 0.25 dB of $\hat x_0$ (27.97 dB). But even a perfect model could not lift a
-# 15-step sample above bicubic here: a faithful sample sits 3 dB below $\hat x_0$, which is +1.1 dB
-# over bicubic on these photos (+1.56 dB on all 26), so 1.9 dB below bicubic. The second quality
-# target of the training issue, Euler at nfe = 15 above bicubic in PSNR-Y, needs $\hat x_0$ at least
-# 3 dB above bicubic (2.7 dB with Euler's slight under-dispersion), twice what this 1.6M-parameter
-# network reaches on a CPU, or samples narrower than the posterior, i.e. a less faithful sampler.
-# It stays **missed**; what more training buys is a dispersion nearer 1 (up to 1.2 dB back on these
-# photos) and more plausible texture, which PSNR does not reward (notebook 06, LPIPS).
+# **What this says about the targets.** On these 8 photos the Euler samples lose 2.95 dB to
+# $\hat x_0$, as a faithful sampler should (3.01 dB): their spread equals the posterior's as the model
+# estimates it (dispersion 1.00; the earlier fine-tune on 64 x 64 crops scattered 1.7 times as much
+# and lost 4.2 dB). Their *mean* is right too: averaging samples climbs towards $\hat x_0$ along the
+# $1/k$ curve, and the mean of many (28.06 dB) matches $\hat x_0$ (28.05 dB). So the samplers are
+# now doing their job, and what keeps them below bicubic is the model: a faithful sample sits 3 dB
+# below $\hat x_0$, which is only +1.2 dB over bicubic on these photos (+1.57 dB on all 26), so
+# 1.8 dB below bicubic. The second quality target of the training issue, Euler at nfe = 15 above
+# bicubic in PSNR-Y, needs $\hat x_0$ at least 3 dB above bicubic (2.7 dB with Euler's slight
+# under-dispersion on the exact toy), twice what this 1.6M-parameter network reaches on a CPU, or
+# samples narrower than the posterior, i.e. a less faithful sampler (a tiny kappa or a short
+# fine-tune, §2c). It stays **missed**; the samples' extra texture is what LPIPS would reward
+# (notebook 06).
 #
 # ## 4. A short real fine-tune
 #
@@ -368,7 +453,7 @@ start = time.perf_counter()
 summary = run_training(profile if profile != "smoke" else "cpu", "continuous", out_dir, init=baseline_checkpoint,
                        overwrite=True, progress=False, seed=seed, val_every=0, ckpt_every=demo["iterations"],
                        iterations=demo["iterations"], batch_size=demo["batch_size"], micro_batch=demo["batch_size"],
-                       crop_size=demo["crop_size"], lr=1e-4, warmup=5, ema_decay=0.9)
+                       crop_size=demo["crop_size"], lr=1e-4, warmup=5, lr_decay="constant", ema_decay=0.9)
 log = read_log(out_dir / "log.csv")
 print(f"{summary['steps']} iterations in {time.perf_counter() - start:.0f} s; loss {log['loss'][0]:.4f} -> {log['loss'][-1]:.4f}")
 

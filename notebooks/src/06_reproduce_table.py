@@ -122,7 +122,7 @@ print(ev.format_table(main_rows))
 
 # %% [markdown]
 # **Reading it.** The best PSNR-Y, SSIM-Y and HaarPSI of the whole table belong to the one-step
-# prediction $\hat x_0(x_T, t = 1)$ (28.22 dB for the continuous model, against 26.66 dB for bicubic):
+# prediction $\hat x_0(x_T, t = 1)$ (28.16 dB for the continuous model, against 26.66 dB for bicubic):
 # the network's estimate of the posterior mean $\mathbb E[x_0 \mid y]$, which is what minimises the
 # squared error. Every sampler trades some of that distortion score for detail (the
 # perception–distortion trade-off): the baseline `resshift` sampler ends at 26.10 dB, *below* bicubic
@@ -130,16 +130,18 @@ print(ev.format_table(main_rows))
 # stays to the posterior mean; the report's headline metric, LPIPS, would measure the other side and
 # needs weights that are not on this machine. With that in mind:
 #
-# * the grids decide almost everything: Euler and Heun with $\rho > 0$ lose 1.3–3.2 dB against the
-#   baseline, with $\rho < 0$ they match or beat it (Heun $\rho = -8$: 26.36 dB / 0.6979 against
-#   26.10 dB / 0.6700);
+# * the grids decide almost everything: Euler and Heun with $\rho > 0$ lose 0.04–1.9 dB against the
+#   baseline, with $\rho < 0$ they beat it by about 1.1 dB and beat bicubic too (Heun $\rho = -8$:
+#   27.26 dB / 0.7279 against 26.10 dB / 0.6700);
 # * the likely reason: a solver's output is essentially $\hat x_0$ at its last grid point before 0.
 #   The mirrored grids stop at $t = 1 - t_1$ (0.15 for $\rho = -8$, $\eta = 0.02$, noise std 0.28),
 #   where $\hat x_0$ is still a smooth estimate; the $\rho > 0$ grids stop at $t = 1/15$
 #   ($\eta = 0.0004$), where the state is nearly clean and the model commits to its own details;
 # * Heun is below Euler on the $\rho > 0$ grids (it takes only 7 steps), as in the report;
-# * the exponential integrators at $\rho = 1$ sit between (25.57 and 25.10 dB), like the baseline
-#   model's own deterministic sampler at nfe 15 (exp1 on its trained levels, 25.68 dB, section 4).
+# * the exponential integrators at $\rho = 1$ sit near the negative-$\rho$ rows (27.09 and 26.93 dB),
+#   well above the baseline model's own deterministic sampler at nfe 15 (exp1 on its trained levels,
+#   25.68 dB, section 4): the fine-tune on whole photos (notebook 05 §2c) mostly helps the
+#   deterministic solvers.
 
 # %%
 fig = ev.plot_table(table)
@@ -233,7 +235,7 @@ plt.show()
 # Heun on the $\rho = -8$ grid needs nfe = 8 (3 Heun steps, then 2 Euler steps) to reach the
 # baseline's PSNR-Y and SSIM-Y at 15; with 1–2 Heun steps (nfe 3, 5) the final Euler step from
 # $t = 1 - t_1$ is far too large and the result collapses. The deterministic samplers *gain* PSNR as
-# nfe falls (exp2m: 27.09 dB at nfe 3, 25.10 dB at 15; the baseline model's exp1 on its trained levels:
+# nfe falls (exp2m: 27.62 dB at nfe 3, 26.93 dB at 15; the baseline model's exp1 on its trained levels:
 # 27.33 dB at 3): fewer steps stop nearer the posterior mean, the same effect as in section 2. On
 # these metrics a 3-evaluation deterministic sampler "matches" the 15-step baseline on either model —
 # which says more about PSNR than about the samplers: the crops below, and LPIPS where it can be
@@ -256,20 +258,20 @@ plt.show()
 # **Differs.** The data (26 photos, 128 × 128 crops in the `cpu` profile, against 1000 ImageNet
 # images at 256 × 256), the model (1.6 M-parameter pixel-space network trained on crops of 76 photos
 # for under an hour on a CPU, against the 119 M-parameter official latent model), the fine-tune
-# (2500 iterations of batch 16 on 64 × 64 crops, against 50K iterations of batch 16 at 256 × 256), and LPIPS, which we
+# (1000 iterations of batch 2 at 256 × 256, against 50K iterations of batch 16 at 256 × 256), and LPIPS, which we
 # cannot compute offline without the ImageNet backbone weights. Absolute numbers are therefore not
 # comparable, and neither is the size of a difference between rows.
 #
 # **Agrees.** *Which way the time grid moves a solver*: from $\rho = 1$ to any other $\rho$ the
 # report's PSNR-RGB and SSIM change with the same sign as ours in 7 of 8 and 8 of 8 cases, and the
 # report's conclusion that Heun, with fewer steps, gains most from putting them near the noisy
-# image (negative $\rho$) holds here, much more strongly (PSNR-RGB +3.9 dB for Heun, +1.9 dB for Euler, from
+# image (negative $\rho$) holds here, much more strongly (PSNR-RGB +3.7 dB for Heun, +1.9 dB for Euler, from
 # $\rho = 1$ to $-8$; the report: +0.20 and +0.06 dB). At nfe = 15 the best continuous row (Heun,
 # $\rho = -8$) beats the discrete baseline on PSNR-Y, SSIM-Y and HaarPSI.
 #
 # **Disagrees.** *Where the continuous rows sit against the baseline*: in the report every Euler row is
-# within 0.15 dB of the baseline in PSNR and has a lower SSIM; here the $\rho > 0$ rows are 1.3–3.2 dB
-# below the baseline and the negative-$\rho$ rows level with it or above it (the sign agrees with the report in 5 of 10
+# within 0.15 dB of the baseline in PSNR and has a lower SSIM; here the $\rho > 0$ rows are 0.4–2.6 dB
+# below the baseline and the negative-$\rho$ rows about 1 dB above it (the sign agrees with the report in 4 of 10
 # rows for PSNR, 6 of 10 for SSIM). The report's main claim is in LPIPS, which we cannot check offline;
 # on the distortion metrics we can compute, "better than the baseline" is partly "closer to the
 # posterior mean", so the comparison should be repeated with LPIPS (put the weights named above in

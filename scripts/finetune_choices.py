@@ -1,0 +1,157 @@
+"""Why the shipped continuous fine-tune uses 256 x 256 crops and kappa = 0.25: two measurements.
+
+    python scripts/finetune_choices.py tiles CHECKPOINT KEY [--images 8]
+    python scripts/finetune_choices.py sweep --runs-dir runs/finetune_sweep [--images 8]
+
+``tiles``: the crop-size diagnostic.  The first ``--images`` bundled test photos are cut into
+tiles of 64, 128 and 256 pixels (the network is convolutional, so it runs on any multiple of 64)
+and each tile is upscaled from its own bicubic x4 LR: bicubic, the one-step prediction
+x0_hat(x_T, t = 1) and Euler at nfe = 15 (rho = 1), prior noise from ``torch.manual_seed``-style
+generator 0.  A model trained on 64 x 64 crops predicts x0_hat equally well at every size, but its
+Euler samples get worse as the tile grows past the training size: the sampler's states at sizes
+it never saw are off its training distribution.  Stored under ``KEY``.
+
+``sweep``: 300-iteration continuous fine-tunes of the shipped discrete baseline, two one-thread
+``torchrun`` processes each (about 3 min for 64 x 64 crops of batch 16, 6 min for 256 x 256 crops
+of batch 2, lr 3e-4, warm-up 20, cosine decay, seed 2), varying the crop size at kappa = 2 (the
+pixel budget per iteration of 64 x 64 x 16 = 256 x 256 x 1; 256 uses batch 2) and kappa at
+256 x 256 crops.  A run folder already holding ``model.pt`` is scored, not retrained.  Scores on the
+first ``--images`` test photos at their full 256 x 256 size (the table's seeded prior noise).
+Stored under ``finetune_sweep``.
+
+PSNR-Y is the official convention (BT.601 Y, 8-bit quantised, no border; ``ctlib.metrics.psnr``),
+mean over images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from _choices import store_entry
+
+from ctlib.data import load_bundled_test_set
+from ctlib.data.datasets import bicubic_lr
+from ctlib.diffusion import prior_sample
+from ctlib.evaluate import seeded_prior
+from ctlib.metrics import psnr
+from ctlib.nn import denoiser_from_checkpoint
+from ctlib.samplers import sample
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = ROOT / "data" / "checkpoints" / "baseline_discrete.pt"
+#: name -> (crop size, batch size, kappa) of the 300-iteration fine-tunes
+SWEEP = {
+    "crop64_k2": (64, 16, 2.0),
+    "crop128_k2": (128, 4, 2.0),
+    "crop256_k2": (256, 2, 2.0),
+    "crop256_k1": (256, 2, 1.0),
+    "crop256_k0.5": (256, 2, 0.5),
+    "crop256_k0.25": (256, 2, 0.25),
+    "crop256_k0.125": (256, 2, 0.125),
+}
+ITERATIONS = 300
+
+
+def psnr_y(x: torch.Tensor, hr: torch.Tensor) -> np.ndarray:
+    """Per-image PSNR-Y of a [-1, 1] output against the [0, 1] HR."""
+    return np.asarray(psnr((x.clamp(-1, 1) + 1) / 2, hr, y_channel=True, quantize=True))
+
+
+def score(model_path: Path, hr: torch.Tensor, lr: torch.Tensor, x_T: torch.Tensor | None = None,
+          generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+    """Per-image PSNR-Y of bicubic, x0_hat(x_T, 1) and Euler nfe 15 rho 1 on the pairs (hr, lr)."""
+    den = denoiser_from_checkpoint(model_path).eval()
+    with torch.no_grad():
+        cond = den.condition(lr * 2 - 1)
+        if x_T is None:
+            s = den.schedule
+            x_T = prior_sample(cond.y, float(s.eta(1.0)), s.kappa,
+                               noise=torch.randn(cond.y.shape, generator=generator))
+        x0_hat = cond(x_T, torch.ones(len(lr), dtype=torch.float64), cond.y)
+        euler = sample(cond, cond.y, schedule=den.schedule, solver="euler", nfe=15, rho=1.0, x_T=x_T)
+    return {"bicubic": psnr_y(cond.y, hr), "x0_hat_t1": psnr_y(x0_hat, hr), "euler_nfe15_rho1": psnr_y(euler, hr)}
+
+
+def tiles(checkpoint: Path, images: int) -> dict:
+    hr_full = load_bundled_test_set(limit=images).hr
+    rows = {}
+    for size in (64, 128, 256):
+        k = 256 // size
+        tiles_hr = hr_full.unfold(2, size, size).unfold(3, size, size).permute(0, 2, 3, 1, 4, 5)
+        tiles_hr = tiles_hr.reshape(-1, 3, size, size).contiguous()
+        lr = bicubic_lr(tiles_hr.double()).float()
+        per_tile = score(checkpoint, tiles_hr, lr, generator=torch.Generator().manual_seed(0))
+        # an image's PSNR from the mean of its tiles' MSE (10^(-PSNR/10) is the MSE on [0, 1])
+        row = {}
+        for key, p in per_tile.items():
+            mse = (10.0 ** (-p / 10)).reshape(images, k * k).mean(1)
+            row[key] = round(float(np.mean(10 * np.log10(1 / mse))), 3)
+        rows[str(size)] = row
+        print(f"tiles of {size}: {row}", flush=True)
+    return {"checkpoint": str(checkpoint), "images": images, "psnr_y_by_tile_size": rows,
+            "command": f"python scripts/finetune_choices.py tiles {checkpoint} KEY --images {images}"}
+
+
+def sweep(runs_dir: Path, images: int, only: list[str] | None) -> dict:
+    test = load_bundled_test_set(limit=images)
+    rows = {}
+    for name in only or list(SWEEP):
+        crop, batch, kappa = SWEEP[name]
+        out = runs_dir / name
+        command = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "ctlib", "train", "--profile", "cpu",
+                   "--mode", "continuous", "--init", str(BASELINE), "--out", str(out), "--crop-size", str(crop),
+                   "--batch-size", str(batch), "--micro-batch", str(batch), "--kappa", str(kappa),
+                   "--iterations", str(ITERATIONS), "--lr", "3e-4", "--warmup", "20", "--lr-decay", "cosine",
+                   "--seed", "2", "--val-every", "0", "--ckpt-every", "100", "--no-progress"]
+        if not (out / "model.pt").exists():
+            subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        train = json.loads((out / "train_config.json").read_text())["train"]
+        got_recipe = (train["extra"]["crop_size"], train["batch_size"], train["extra"]["kappa"], train["iterations"])
+        if got_recipe != (crop, batch, kappa, ITERATIONS):
+            raise SystemExit(f"{out} holds another run (crop, batch, kappa, iterations = {got_recipe}, "
+                             f"expected {(crop, batch, kappa, ITERATIONS)}): move it away or pick another --runs-dir")
+        den = denoiser_from_checkpoint(out / "model.pt")
+        x_T = seeded_prior(den.condition(test.lr * 2 - 1), range(images))
+        got = score(out / "model.pt", test.hr, test.lr, x_T=x_T)
+        rows[name] = {"crop_size": crop, "batch_size": batch, "kappa": kappa, "iterations": ITERATIONS,
+                      **{k: round(float(v.mean()), 3) for k, v in got.items()}}
+        print(f"{name}: {rows[name]}", flush=True)
+    return {"init": str(BASELINE.relative_to(ROOT)), "images": images, "results": rows,
+            "recipe": "continuous fine-tune, 300 iterations, lr 3e-4, warm-up 20, cosine decay, EMA 0.995, seed 2, "
+                      "2 one-thread torchrun processes",
+            "command": f"python scripts/finetune_choices.py sweep --runs-dir RUNS --images {images}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    tp = sub.add_parser("tiles")
+    tp.add_argument("checkpoint", type=Path)
+    tp.add_argument("key")
+    sp = sub.add_parser("sweep")
+    sp.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "finetune_sweep")
+    sp.add_argument("--only", nargs="+", choices=list(SWEEP))
+    for p in (tp, sp):
+        p.add_argument("--images", type=int, default=8)
+        p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints" / "training_choices.json")
+    args = ap.parse_args(argv)
+    if not 1 <= args.images <= 26:
+        ap.error(f"--images must be between 1 and 26 (the bundled test photos), got {args.images}")
+    if args.what == "tiles":
+        if not args.checkpoint.is_file():
+            ap.error(f"checkpoint not found: {args.checkpoint}")
+        store_entry(args.out, args.key, tiles(args.checkpoint, args.images))
+    else:
+        store_entry(args.out, "finetune_sweep", sweep(args.runs_dir, args.images, args.only))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
