@@ -64,13 +64,14 @@ def psnr_y(x: torch.Tensor, hr: torch.Tensor) -> np.ndarray:
     return np.asarray(psnr((x.clamp(-1, 1) + 1) / 2, hr, y_channel=True, quantize=True))
 
 
-def score(model_path: Path, hr: torch.Tensor, lr: torch.Tensor, x_T: torch.Tensor | None = None,
-          generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-    """Per-image PSNR-Y of bicubic, x0_hat(x_T, 1) and Euler nfe 15 rho 1 on the pairs (hr, lr)."""
-    den = denoiser_from_checkpoint(model_path).eval()
+def score(den, hr: torch.Tensor, lr: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+    """Per-image PSNR-Y of bicubic, x0_hat(x_T, 1) and Euler nfe 15 rho 1 on the pairs (hr, lr) with
+    the denoiser ``den``; x_T from ``generator`` when given, else the table's seeded prior."""
     with torch.no_grad():
         cond = den.condition(lr * 2 - 1)
-        if x_T is None:
+        if generator is None:
+            x_T = seeded_prior(cond, range(len(lr)))
+        else:
             s = den.schedule
             x_T = prior_sample(cond.y, float(s.eta(1.0)), s.kappa,
                                noise=torch.randn(cond.y.shape, generator=generator))
@@ -81,13 +82,14 @@ def score(model_path: Path, hr: torch.Tensor, lr: torch.Tensor, x_T: torch.Tenso
 
 def tiles(checkpoint: Path, images: int) -> dict:
     hr_full = load_bundled_test_set(limit=images).hr
+    den = denoiser_from_checkpoint(checkpoint).eval()
     rows = {}
     for size in (64, 128, 256):
         k = 256 // size
         tiles_hr = hr_full.unfold(2, size, size).unfold(3, size, size).permute(0, 2, 3, 1, 4, 5)
         tiles_hr = tiles_hr.reshape(-1, 3, size, size).contiguous()
         lr = bicubic_lr(tiles_hr.double()).float()
-        per_tile = score(checkpoint, tiles_hr, lr, generator=torch.Generator().manual_seed(0))
+        per_tile = score(den, tiles_hr, lr, generator=torch.Generator().manual_seed(0))
         # an image's PSNR from the mean of its tiles' MSE (10^(-PSNR/10) is the MSE on [0, 1])
         row = {}
         for key, p in per_tile.items():
@@ -117,9 +119,7 @@ def sweep(runs_dir: Path, images: int, only: list[str] | None) -> dict:
         if got_recipe != (crop, batch, kappa, ITERATIONS):
             raise SystemExit(f"{out} holds another run (crop, batch, kappa, iterations = {got_recipe}, "
                              f"expected {(crop, batch, kappa, ITERATIONS)}): move it away or pick another --runs-dir")
-        den = denoiser_from_checkpoint(out / "model.pt")
-        x_T = seeded_prior(den.condition(test.lr * 2 - 1), range(images))
-        got = score(out / "model.pt", test.hr, test.lr, x_T=x_T)
+        got = score(denoiser_from_checkpoint(out / "model.pt").eval(), test.hr, test.lr)
         rows[name] = {"crop_size": crop, "batch_size": batch, "kappa": kappa, "iterations": ITERATIONS,
                       **{k: round(float(v.mean()), 3) for k, v in got.items()}}
         print(f"{name}: {rows[name]}", flush=True)
