@@ -27,6 +27,7 @@ temporary file in the same folder and renamed, so a crash never leaves a half-wr
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,9 +139,7 @@ def load_weights(
     obj: Any = source
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {name}")
-        obj = torch.load(source, map_location=map_location, weights_only=True)
+        obj = _read_file(source, map_location)
     try:
         state = extract_state_dict(obj, prefer_ema=prefer_ema)
     except ValueError as err:
@@ -244,15 +243,26 @@ def save_checkpoint(
     return path
 
 
+def _read_file(path: str | os.PathLike, map_location: str | torch.device) -> Any:
+    """``torch.load(path, weights_only=True)``, with a clear error for a missing file or one that is
+    not a (complete, safe-to-load) PyTorch file: truncated, another format, or pickled code."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
+        raise ValueError(f"{path} could not be read as a PyTorch checkpoint: it is truncated, corrupt, not a "
+                         f"torch.save file, or holds objects other than tensors and plain containers "
+                         f"(torch.load with weights_only=True: {type(err).__name__})") from None
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Rebuild the model saved by :func:`save_checkpoint` (``torch.load(weights_only=True)``).
 
     The model is returned in eval mode on ``map_location``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    obj = torch.load(path, map_location=map_location, weights_only=True)
+    obj = _read_file(path, map_location)
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not a ctlib checkpoint (no format={FORMAT!r} entry); official weight files are "
