@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr, degradation=args.degradation,
             crop_size=args.crop_size, warmup=args.warmup, ema_decay=args.ema_decay, val_every=args.val_every,
             ckpt_every=args.ckpt_every, grad_clip=args.grad_clip, kappa=args.kappa,
-            lr_decay=args.lr_decay,
+            lr_decay=args.lr_decay, min_scale=args.min_scale,
         )
     except (RunFolderError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--warmup", type=int)
     tp.add_argument("--lr-decay", choices=("constant", "cosine"),
                     help="after the warm-up: constant (official) or cosine to 0 at the last iteration")
+    tp.add_argument("--min-scale", type=float,
+                    help="scale augmentation: crops cut from regions up to crop/min_scale wide and shrunk to the "
+                         "crop size (MATLAB bicubic); 1 = none (default: the profile's)")
     tp.add_argument("--ema-decay", type=float)
     tp.add_argument("--val-every", type=int)
     tp.add_argument("--ckpt-every", type=int)

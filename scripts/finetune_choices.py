@@ -1,4 +1,4 @@
-"""Why the shipped continuous fine-tune uses 256 x 256 crops and kappa = 0.25: two measurements.
+"""Why the shipped continuous fine-tune uses 256 x 256 crops and kappa = 2: two measurements.
 
     python scripts/finetune_choices.py tiles CHECKPOINT KEY [--images 8]
     python scripts/finetune_choices.py sweep --runs-dir runs/finetune_sweep [--images 8]
@@ -14,8 +14,9 @@ it never saw are off its training distribution.  Stored under ``KEY``.
 ``sweep``: 300-iteration continuous fine-tunes of the shipped discrete baseline, two one-thread
 ``torchrun`` processes each (about 3 min for 64 x 64 crops of batch 16, 6 min for 256 x 256 crops
 of batch 2, lr 3e-4, warm-up 20, cosine decay, seed 2), varying the crop size at kappa = 2 (the
-pixel budget per iteration of 64 x 64 x 16 = 256 x 256 x 1; 256 uses batch 2) and kappa at
-256 x 256 crops.  A run folder already holding ``model.pt`` is scored, not retrained.  Scores on the
+pixel budget per iteration of 64 x 64 x 16 = 256 x 256 x 1; 256 uses batch 2), kappa at
+256 x 256 crops, and the scale augmentation (``--min-scale 0.5``, ``ctlib.train.PairSource``).
+``--only NAME ...`` reruns some rows and keeps the others.  A run folder already holding ``model.pt`` is scored, not retrained.  Scores on the
 first ``--images`` test photos at their full 256 x 256 size (the table's seeded prior noise).
 Stored under ``finetune_sweep``.
 
@@ -46,15 +47,16 @@ from ctlib.samplers import sample
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "data" / "checkpoints" / "baseline_discrete.pt"
-#: name -> (crop size, batch size, kappa) of the 300-iteration fine-tunes
+#: name -> (crop size, batch size, kappa, min_scale of the scale augmentation) of the 300-iteration fine-tunes
 SWEEP = {
-    "crop64_k2": (64, 16, 2.0),
-    "crop128_k2": (128, 4, 2.0),
-    "crop256_k2": (256, 2, 2.0),
-    "crop256_k1": (256, 2, 1.0),
-    "crop256_k0.5": (256, 2, 0.5),
-    "crop256_k0.25": (256, 2, 0.25),
-    "crop256_k0.125": (256, 2, 0.125),
+    "crop64_k2": (64, 16, 2.0, 1.0),
+    "crop128_k2": (128, 4, 2.0, 1.0),
+    "crop256_k2": (256, 2, 2.0, 1.0),
+    "crop256_k1": (256, 2, 1.0, 1.0),
+    "crop256_k0.5": (256, 2, 0.5, 1.0),
+    "crop256_k0.25": (256, 2, 0.25, 1.0),
+    "crop256_k0.125": (256, 2, 0.125, 1.0),
+    "crop256_k2_scale0.5": (256, 2, 2.0, 0.5),
 }
 ITERATIONS = 300
 
@@ -101,26 +103,32 @@ def tiles(checkpoint: Path, images: int) -> dict:
             "command": f"python scripts/finetune_choices.py tiles {checkpoint} KEY --images {images}"}
 
 
-def sweep(runs_dir: Path, images: int, only: list[str] | None) -> dict:
+def sweep(runs_dir: Path, images: int, only: list[str] | None, kept: dict | None = None) -> dict:
+    """The sweep's entry; with ``only``, the other rows come from ``kept`` (the stored entry) when it
+    was scored on as many images."""
     test = load_bundled_test_set(limit=images)
-    rows = {}
+    rows = dict(kept["results"]) if only and kept and kept.get("images") == images else {}
     for name in only or list(SWEEP):
-        crop, batch, kappa = SWEEP[name]
+        crop, batch, kappa, min_scale = SWEEP[name]
         out = runs_dir / name
         command = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "ctlib", "train", "--profile", "cpu",
                    "--mode", "continuous", "--init", str(BASELINE), "--out", str(out), "--crop-size", str(crop),
                    "--batch-size", str(batch), "--micro-batch", str(batch), "--kappa", str(kappa),
                    "--iterations", str(ITERATIONS), "--lr", "3e-4", "--warmup", "20", "--lr-decay", "cosine",
-                   "--seed", "2", "--val-every", "0", "--ckpt-every", "100", "--no-progress"]
+                   "--seed", "2", "--val-every", "0", "--ckpt-every", "100", "--no-progress",
+                   "--min-scale", str(min_scale)]
         if not (out / "model.pt").exists():
             subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         train = json.loads((out / "train_config.json").read_text())["train"]
-        got_recipe = (train["extra"]["crop_size"], train["batch_size"], train["extra"]["kappa"], train["iterations"])
-        if got_recipe != (crop, batch, kappa, ITERATIONS):
-            raise SystemExit(f"{out} holds another run (crop, batch, kappa, iterations = {got_recipe}, "
-                             f"expected {(crop, batch, kappa, ITERATIONS)}): move it away or pick another --runs-dir")
+        got_recipe = (train["extra"]["crop_size"], train["batch_size"], train["extra"]["kappa"],
+                      train["extra"].get("min_scale", 1.0), train["iterations"])
+        if got_recipe != (crop, batch, kappa, min_scale, ITERATIONS):
+            raise SystemExit(f"{out} holds another run (crop, batch, kappa, min_scale, iterations = {got_recipe}, "
+                             f"expected {(crop, batch, kappa, min_scale, ITERATIONS)}): move it away or pick "
+                             "another --runs-dir")
         got = score(denoiser_from_checkpoint(out / "model.pt").eval(), test.hr, test.lr)
-        rows[name] = {"crop_size": crop, "batch_size": batch, "kappa": kappa, "iterations": ITERATIONS,
+        rows[name] = {"crop_size": crop, "batch_size": batch, "kappa": kappa, "min_scale": min_scale,
+                      "iterations": ITERATIONS,
                       **{k: round(float(v.mean()), 3) for k, v in got.items()}}
         print(f"{name}: {rows[name]}", flush=True)
     return {"init": str(BASELINE.relative_to(ROOT)), "images": images, "results": rows,
@@ -149,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"checkpoint not found: {args.checkpoint}")
         store_entry(args.out, args.key, tiles(args.checkpoint, args.images))
     else:
-        store_entry(args.out, "finetune_sweep", sweep(args.runs_dir, args.images, args.only))
+        kept = json.loads(args.out.read_text()).get("finetune_sweep") if args.out.exists() else None
+        store_entry(args.out, "finetune_sweep", sweep(args.runs_dir, args.images, args.only, kept))
     return 0
 
 

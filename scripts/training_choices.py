@@ -1,9 +1,10 @@
-"""Measure the two choices behind the shipped pixel models: the training degradation and kappa.
+"""Measure the choices behind the shipped pixel models: the training degradation, kappa and the scale augmentation.
 
     python scripts/training_choices.py [--iterations 400] [--out data/checkpoints/training_choices.json]
 
 For each setting (bicubic vs Real-ESRGAN training LR at kappa = 0.5; kappa = 0.25, 0.5, 1 and 2
-with bicubic LR) a discrete model is trained from scratch with the ``cpu`` profile's recipe,
+with bicubic LR; the scale augmentation ``min_scale`` = 0.5 and 0.25 at kappa = 2, see
+``ctlib.train.PairSource``) a discrete model is trained from scratch with the ``cpu`` profile's recipe,
 shortened to ``--iterations`` with a cosine decay (lr 5e-4, warm-up 50, seed 1; one thread each,
 so two settings can run side by side with ``--only``), then scored on the bundled test set (26
 photos, 256 x 256, bicubic x4 LR, PSNR-Y with the official conventions): bicubic upsampling, the
@@ -32,12 +33,14 @@ from ctlib.samplers import sample
 from ctlib.train import read_log, run_training
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {
-    "bicubic_k0.5": ("bicubic", 0.5),
-    "realesrgan_k0.5": ("realesrgan", 0.5),
-    "bicubic_k0.25": ("bicubic", 0.25),
-    "bicubic_k1": ("bicubic", 1.0),
-    "bicubic_k2": ("bicubic", 2.0),
+SETTINGS = {  # name: (training degradation, kappa, min_scale of the scale augmentation)
+    "bicubic_k0.5": ("bicubic", 0.5, 1.0),
+    "realesrgan_k0.5": ("realesrgan", 0.5, 1.0),
+    "bicubic_k0.25": ("bicubic", 0.25, 1.0),
+    "bicubic_k1": ("bicubic", 1.0, 1.0),
+    "bicubic_k2": ("bicubic", 2.0, 1.0),
+    "bicubic_k2_scale0.5": ("bicubic", 2.0, 0.5),
+    "bicubic_k2_scale0.25": ("bicubic", 2.0, 0.25),
 }
 
 
@@ -81,13 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         if name in results and not args.redo:
             print(f"{name}: kept {results[name]}")
             continue
-        degradation, kappa = SETTINGS[name]
+        degradation, kappa, min_scale = SETTINGS[name]
         with tempfile.TemporaryDirectory() as tmp:
             run_training("cpu", "discrete", Path(tmp) / "run", iterations=args.iterations, lr=5e-4, warmup=50,
-                         lr_decay="cosine", val_every=0, kappa=kappa, degradation=degradation, seed=1, progress=False)
+                         lr_decay="cosine", val_every=0, kappa=kappa, degradation=degradation, min_scale=min_scale,
+                         seed=1, progress=False)
             row = score(Path(tmp) / "run" / "model.pt")
             train_seconds = float(read_log(Path(tmp) / "run" / "log.csv")["seconds"][-1])
-        row.update(degradation=degradation, kappa=kappa, iterations=args.iterations, train_seconds=round(train_seconds))
+        row.update(degradation=degradation, kappa=kappa, min_scale=min_scale, iterations=args.iterations,
+                   train_seconds=round(train_seconds))
         print(f"{name}: {row}", flush=True)
         doc = json.loads(args.out.read_text()) if args.out.exists() else doc  # merge with parallel runs
         doc.setdefault("results", {})[name] = row

@@ -336,3 +336,70 @@ def test_train_cli_refuses_nonsense_kappa_and_decay(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--profile", "smoke", "--mode", "discrete", "--out", str(tmp_path / "d"), "--lr-decay", "step"])
     assert not (tmp_path / "d").exists()
+
+
+def _ramp_photo(size: int = 512) -> torch.Tensor:
+    """A (3, size, size) photo whose value rises linearly from left to right (0 -> 1)."""
+    ramp = torch.linspace(0, 1, size, dtype=torch.float64).float()
+    return ramp.expand(3, size, size).contiguous()
+
+
+def test_pair_source_without_scale_augmentation_cuts_plain_crops():
+    from ctlib.train import PairSource
+
+    photo = torch.rand(3, 96, 80, generator=torch.Generator().manual_seed(3))
+    hr, lr = PairSource([photo], 32, "bicubic")(12, torch.Generator().manual_seed(0))
+    windows = photo.unfold(1, 32, 1).unfold(2, 32, 1)  # (3, 65, 49, 32, 32): every 32 x 32 window
+    for crop in hr:
+        hits = [((windows - c[:, None, None]).abs().amax(dim=(0, 3, 4)) == 0).any() for c in (crop, crop.flip(-1))]
+        assert any(hits)  # a window of the photo, maybe mirrored, untouched
+    assert lr.shape == (12, 3, 8, 8)
+
+
+def test_pair_source_scale_augmentation_shrinks_regions_of_the_drawn_size():
+    """On a linear ramp, MATLAB bicubic keeps the interior linear, so a crop's slope measures
+    the factor region / crop it was shrunk by: it must cover [1, 1 / min_scale] and no more."""
+    from ctlib.train import PairSource
+
+    size, min_scale = 64, 0.25
+    photo = _ramp_photo(512)
+    step = 1 / 511  # the photo's slope per pixel
+    hr, _ = PairSource([photo], size, "bicubic", min_scale=min_scale)(200, torch.Generator().manual_seed(1))
+    inner = hr[:, 0, 8:-8, 8:-8].double()  # away from the resize's symmetric padding
+    slope = (inner[:, :, 1:] - inner[:, :, :-1]).mean(dim=(1, 2)).abs()
+    factor = (slope / step).numpy()
+    shrunk = hr[torch.from_numpy(factor > 1.01)] * 255
+    assert len(shrunk) > 150 and float((shrunk - shrunk.round()).abs().max()) < 1e-3  # 8-bit levels, as the test photos
+    assert factor.min() >= 1 - 0.02 and factor.max() <= 1 / min_scale + 0.05
+    assert factor.min() < 1.2 and factor.max() > 3.6  # the whole range is drawn
+    # s = size / region is uniform on [min_scale, 1]: its mean is (1 + min_scale) / 2
+    assert np.mean(1 / factor) == pytest.approx((1 + min_scale) / 2, abs=0.05)
+
+
+def test_pair_source_scale_augmentation_is_capped_by_the_photo_and_checked():
+    from ctlib.train import PairSource
+
+    small = _ramp_photo(80)  # regions of up to 256 px wanted, 80 available
+    hr, lr = PairSource([small], 64, "bicubic", min_scale=0.25)(8, torch.Generator().manual_seed(0))
+    assert hr.shape == (8, 3, 64, 64) and lr.shape == (8, 3, 16, 16)
+    inner = hr[:, 0, 8:-8, 8:-8].double()
+    factor = (inner[:, :, 1:] - inner[:, :, :-1]).mean(dim=(1, 2)).abs() * 79  # the photo's step is 1/79
+    assert float(factor.max()) <= 80 / 64 + 0.03 and float(factor.min()) >= 1 - 0.02
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="min_scale"):
+            PairSource([small], 64, "bicubic", min_scale=bad)
+    with pytest.raises(ValueError, match="official crop"):
+        PairSource([small], 64, "bicubic", min_scale=0.5, official_crop=True)
+
+
+def test_min_scale_reaches_the_run_and_the_cli_refuses_nonsense(tmp_path, capsys):
+    from ctlib.cli import main
+
+    summary = run_training("smoke", "discrete", tmp_path / "s", progress=False, iterations=1, device="cpu",
+                           min_scale=0.5)
+    meta = torch.load(summary["model"], map_location="cpu", weights_only=True)["meta"]
+    assert meta["train"]["extra"]["min_scale"] == 0.5
+    assert main(["train", "--profile", "smoke", "--mode", "discrete", "--out", str(tmp_path / "bad"),
+                 "--min-scale", "0", "--no-progress"]) == 2
+    assert "min_scale" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
