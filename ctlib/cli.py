@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr, degradation=args.degradation,
             crop_size=args.crop_size, warmup=args.warmup, ema_decay=args.ema_decay, val_every=args.val_every,
             ckpt_every=args.ckpt_every, grad_clip=args.grad_clip, kappa=args.kappa,
-            lr_decay=args.lr_decay, min_scale=args.min_scale,
+            lr_decay=args.lr_decay, min_scale=args.min_scale, schedule=args.schedule,
         )
     except (RunFolderError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--kappa", type=float,
                     help="noise scale of the ResShift schedule (bundled profiles; default: the profile's, or the "
                          "--init checkpoint's)")
+    tp.add_argument("--schedule", choices=("resshift", "fit", "report"),
+                    help="eta(t) of the model: resshift (the official schedule, exact continuous extension), fit "
+                         "(the scipy least-squares fit of eta(t) = a ((e^{lam t} - 1)/lam - t) to it, notebook 03) or "
+                         "report (the report code's a = 1.1113, lam = 1.1268); default: the profile's")
     tp.add_argument("--no-progress", action="store_true")
     tp.set_defaults(func=cmd_train)
 

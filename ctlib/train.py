@@ -6,6 +6,11 @@ The loss is the official one, ``|| f_theta(x_t, y, t) - x0 ||^2`` (x0 prediction
 * ``mode="discrete"``:   ``t = k/T`` with ``k`` uniform on ``1..T`` (ResShift pretraining);
 * ``mode="continuous"``: ``t ~ U(1/T, 1)`` (the report's fine-tuning), ``eta(t)`` from the schedule.
 
+The schedule (:func:`make_schedule`, ``--schedule``) is the caller's, else the profile's for the mode
+(the bundled continuous fine-tunes: the scipy fit of eta(t); ``paper``: the report's preset), else the
+``init`` checkpoint's, else the official one; it is stored in every checkpoint, so the samplers use
+the schedule the model was trained on.
+
 The network is called through the same denoiser wrapper the samplers use (``wrapper.condition(lr)``
 then ``cond(x_t, t, y)``), so the time input ``T t - 1``, the input scaling and the conditioning are
 identical in training and sampling by construction (the report's code reversed the time input in
@@ -44,7 +49,7 @@ from torch import nn
 
 from ._checks import check_int, check_positive
 from .diffusion import q_sample
-from .schedule import ResShiftSchedule, Schedule, schedule_from_dict
+from .schedule import ExpAlphaSchedule, ResShiftSchedule, Schedule, fit_exp_alpha, schedule_from_dict
 
 __all__ = [
     "TrainConfig",
@@ -483,16 +488,40 @@ TRAIN_PROFILES: dict[str, dict[str, Any]] = {
             "warmup": 100, "ema_decay": 0.995, "grad_clip": 1.0, "degradation": "bicubic", "kappa": 2.0,
             "log_every": 5, "ckpt_every": 50, "val_every": 100,
             "by_mode": {"continuous": {"crop_size": 256, "batch_size": 2, "micro_batch": 2, "iterations": 1000,
-                                       "lr": 3e-4, "warmup": 20, "lr_decay": "cosine"}}},
+                                       "lr": 3e-4, "warmup": 20, "lr_decay": "cosine", "schedule": "fit"}}},
     # one GPU, minutes: the bundled models from scratch
     "gpu": {"net": "bundled", "crop_size": 256, "iterations": 20000, "batch_size": 32, "micro_batch": 32,
             "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "degradation": "bicubic", "kappa": 2.0, "log_every": 50,
-            "ckpt_every": 1000, "val_every": 1000},
+            "ckpt_every": 1000, "val_every": 1000, "by_mode": {"continuous": {"schedule": "fit"}}},
     # the report's recipe (section 3.1 + the official config, REFERENCE.md section 4)
     "paper": {"net": "v1", "crop_size": 256, "iterations": 50000, "batch_size": 16, "micro_batch": 8, "lr": 5e-5,
               "warmup": 5000, "ema_decay": 0.999, "degradation": "realesrgan", "official_crop": True,
-              "log_every": 100, "ckpt_every": 5000, "val_every": 5000},
+              "log_every": 100, "ckpt_every": 5000, "val_every": 5000, "by_mode": {"continuous": {"schedule": "report"}}},
 }
+
+
+#: the eta(t) a model can be trained with (``--schedule``); see :func:`make_schedule`
+SCHEDULES = ("resshift", "fit", "report")
+
+
+def make_schedule(name: str, kappa: float | None = None) -> Schedule:
+    """The schedule called ``name`` at noise scale ``kappa`` (default 2, the official one).
+
+    * ``resshift``: the official eta schedule and its exact continuous extension (``ResShiftSchedule``);
+    * ``fit``: ``eta(t) = a ((e^{lam t} - 1)/lam - t)`` fitted by scipy least squares to the official
+      eta_k at t = k/T (``fit_exp_alpha(..., target="eta")``, notebook 03): the same noise levels at the
+      network's 15 time indices, but ``eta ~ t^2`` near 0 instead of ResShift's steep ``u ** 0.3`` rise
+      (notebook 05 explains why Euler needs that);
+    * ``report``: the report code's preset ``a = 1.1113, lam = 1.1268`` (``ExpAlphaSchedule.report``).
+    """
+    kappa = 2.0 if kappa is None else kappa
+    if name == "resshift":
+        return ResShiftSchedule(kappa=kappa)
+    if name == "fit":
+        return fit_exp_alpha(ResShiftSchedule(kappa=kappa), target="eta").schedule
+    if name == "report":
+        return ExpAlphaSchedule.report(kappa=kappa)
+    raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
 
 
 def profile_settings(profile: str, mode: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -634,8 +663,8 @@ def run_training(
             raise ValueError("--official-unet and --official-vq go together (the UNet and its VQ-f4 autoencoder)")
         kw: dict[str, Any] = {} if official_configs is None else {"unet_config": official_configs[0],
                                                                   "vq_config": official_configs[1]}
-        if settings.get("kappa") is not None:
-            kw["schedule"] = ResShiftSchedule(kappa=settings["kappa"])
+        if settings.get("kappa") is not None or settings.get("schedule") is not None:
+            kw["schedule"] = make_schedule(settings.get("schedule") or "resshift", settings.get("kappa"))
         wrapper = build_official_denoiser(official_unet, official_vq, device="cpu", **kw)
         wrapper.network.train()
     elif settings["net"] == "v1":
@@ -653,7 +682,12 @@ def run_training(
             kappa = loaded.schedule.kappa
         if kappa is None:
             kappa = settings.get("kappa")
-        schedule = ResShiftSchedule() if kappa is None else ResShiftSchedule(kappa=kappa)
+        # the schedule: the caller's or the profile's for this mode, else the init checkpoint's (at its
+        # kappa or the caller's), else the official one
+        if settings.get("schedule") is None and loaded is not None and loaded.schedule is not None:
+            schedule = schedule_from_dict({**loaded.schedule.to_dict(), "kappa": kappa})
+        else:
+            schedule = make_schedule(settings.get("schedule") or "resshift", kappa)
         wrapper = ResShiftDenoiser(build_network(settings["net"], init, loaded=loaded), schedule, lq="upsampled",
                                    residual=residual)
 
@@ -665,7 +699,7 @@ def run_training(
         log_every=settings["log_every"], val_every=settings["val_every"], ckpt_every=settings["ckpt_every"],
         extra={"profile": profile, "crop_size": settings["crop_size"], "degradation": settings["degradation"],
                "min_scale": source.min_scale,
-               "kappa": float(wrapper.schedule.kappa),
+               "kappa": float(wrapper.schedule.kappa), "schedule": wrapper.schedule.to_dict(),
                "init": str(init) if init else None, "official_unet": str(official_unet) if official_unet else None,
                "data": str(data_dir) if data_dir else "bundled"},
     )

@@ -1,4 +1,4 @@
-"""Why the shipped continuous fine-tune uses 256 x 256 crops and kappa = 2: two measurements.
+"""Why the shipped continuous fine-tune uses 256 x 256 crops, kappa = 2 and the fitted schedule: two measurements.
 
     python scripts/finetune_choices.py tiles CHECKPOINT KEY [--images 8]
     python scripts/finetune_choices.py sweep --runs-dir runs/finetune_sweep [--images 8]
@@ -15,10 +15,13 @@ it never saw are off its training distribution.  Stored under ``KEY``.
 ``torchrun`` processes each (about 3 min for 64 x 64 crops of batch 16, 6 min for 256 x 256 crops
 of batch 2, lr 3e-4, warm-up 20, cosine decay, seed 2), varying the crop size at kappa = 2 (the
 pixel budget per iteration of 64 x 64 x 16 = 256 x 256 x 1; 256 uses batch 2), kappa at
-256 x 256 crops, and the scale augmentation (``--min-scale 0.5``, ``ctlib.train.PairSource``).
-``--only NAME ...`` reruns some rows and keeps the others.  A run folder already holding ``model.pt`` is scored, not retrained.  Scores on the
-first ``--images`` test photos at their full 256 x 256 size (the table's seeded prior noise).
-Stored under ``finetune_sweep``.
+256 x 256 crops, the scale augmentation (``--min-scale 0.5``, ``ctlib.train.PairSource``) and the
+schedule the model is fine-tuned on (``--schedule``: the official one, the scipy fit of eta(t), the
+report's preset; ``ctlib.train.make_schedule``).  ``--only NAME ...`` reruns some rows and keeps the
+others.  A run folder already holding ``model.pt`` is scored, not retrained.  Scores on the first
+``--images`` test photos at their full 256 x 256 size (the table's seeded prior noise): bicubic,
+x0_hat(x_T, 1), Euler and exp1 at nfe = 15, rho = 1 (exp1 solves each step exactly with x0_hat held
+fixed: Euler's shortfall against it is step error, not the model).  Stored under ``finetune_sweep``.
 
 PSNR-Y is the official convention (BT.601 Y, 8-bit quantised, no border; ``ctlib.metrics.psnr``),
 mean over images.
@@ -44,19 +47,25 @@ from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr
 from ctlib.nn import denoiser_from_checkpoint
 from ctlib.samplers import sample
+from ctlib.train import make_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "data" / "checkpoints" / "baseline_discrete.pt"
-#: name -> (crop size, batch size, kappa, min_scale of the scale augmentation) of the 300-iteration fine-tunes
+#: name -> (crop size, batch size, kappa, min_scale of the scale augmentation, schedule) of the 300-iteration
+#: fine-tunes (schedule: ``ctlib.train.make_schedule``; the rows before the ``*_fit`` / ``*_report`` ones were
+#: fine-tuned on the official schedule)
 SWEEP = {
-    "crop64_k2": (64, 16, 2.0, 1.0),
-    "crop128_k2": (128, 4, 2.0, 1.0),
-    "crop256_k2": (256, 2, 2.0, 1.0),
-    "crop256_k1": (256, 2, 1.0, 1.0),
-    "crop256_k0.5": (256, 2, 0.5, 1.0),
-    "crop256_k0.25": (256, 2, 0.25, 1.0),
-    "crop256_k0.125": (256, 2, 0.125, 1.0),
-    "crop256_k2_scale0.5": (256, 2, 2.0, 0.5),
+    "crop64_k2": (64, 16, 2.0, 1.0, "resshift"),
+    "crop128_k2": (128, 4, 2.0, 1.0, "resshift"),
+    "crop256_k2": (256, 2, 2.0, 1.0, "resshift"),
+    "crop256_k1": (256, 2, 1.0, 1.0, "resshift"),
+    "crop256_k0.5": (256, 2, 0.5, 1.0, "resshift"),
+    "crop256_k0.25": (256, 2, 0.25, 1.0, "resshift"),
+    "crop256_k0.125": (256, 2, 0.125, 1.0, "resshift"),
+    "crop256_k2_scale0.5": (256, 2, 2.0, 0.5, "resshift"),
+    "crop256_k2_fit": (256, 2, 2.0, 1.0, "fit"),
+    "crop256_k0.25_fit": (256, 2, 0.25, 1.0, "fit"),
+    "crop256_k2_report": (256, 2, 2.0, 1.0, "report"),
 }
 ITERATIONS = 300
 
@@ -66,9 +75,11 @@ def psnr_y(x: torch.Tensor, hr: torch.Tensor) -> np.ndarray:
     return np.asarray(psnr((x.clamp(-1, 1) + 1) / 2, hr, y_channel=True, quantize=True))
 
 
-def score(den, hr: torch.Tensor, lr: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-    """Per-image PSNR-Y of bicubic, x0_hat(x_T, 1) and Euler nfe 15 rho 1 on the pairs (hr, lr) with
-    the denoiser ``den``; x_T from ``generator`` when given, else the table's seeded prior."""
+def score(den, hr: torch.Tensor, lr: torch.Tensor, generator: torch.Generator | None = None,
+          with_exp1: bool = False) -> dict[str, np.ndarray]:
+    """Per-image PSNR-Y of bicubic, x0_hat(x_T, 1) and Euler nfe 15 rho 1 (and, ``with_exp1``, of the
+    exact-step exp1 solver on the same grid: what Euler would give without its step error) on the pairs
+    (hr, lr) with the denoiser ``den``; x_T from ``generator`` when given, else the table's seeded prior."""
     with torch.no_grad():
         cond = den.condition(lr * 2 - 1)
         if generator is None:
@@ -79,7 +90,11 @@ def score(den, hr: torch.Tensor, lr: torch.Tensor, generator: torch.Generator | 
                                noise=torch.randn(cond.y.shape, generator=generator))
         x0_hat = cond(x_T, torch.ones(len(lr), dtype=torch.float64), cond.y)
         euler = sample(cond, cond.y, schedule=den.schedule, solver="euler", nfe=15, rho=1.0, x_T=x_T)
-    return {"bicubic": psnr_y(cond.y, hr), "x0_hat_t1": psnr_y(x0_hat, hr), "euler_nfe15_rho1": psnr_y(euler, hr)}
+        got = {"bicubic": psnr_y(cond.y, hr), "x0_hat_t1": psnr_y(x0_hat, hr), "euler_nfe15_rho1": psnr_y(euler, hr)}
+        if with_exp1:
+            exp1 = sample(cond, cond.y, schedule=den.schedule, solver="exp1", nfe=15, rho=1.0, x_T=x_T)
+            got["exp1_nfe15_rho1"] = psnr_y(exp1, hr)
+    return got
 
 
 def tiles(checkpoint: Path, images: int) -> dict:
@@ -109,26 +124,28 @@ def sweep(runs_dir: Path, images: int, only: list[str] | None, kept: dict | None
     test = load_bundled_test_set(limit=images)
     rows = dict(kept["results"]) if only and kept and kept.get("images") == images else {}
     for name in only or list(SWEEP):
-        crop, batch, kappa, min_scale = SWEEP[name]
+        crop, batch, kappa, min_scale, schedule = SWEEP[name]
         out = runs_dir / name
         command = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "ctlib", "train", "--profile", "cpu",
                    "--mode", "continuous", "--init", str(BASELINE), "--out", str(out), "--crop-size", str(crop),
                    "--batch-size", str(batch), "--micro-batch", str(batch), "--kappa", str(kappa),
                    "--iterations", str(ITERATIONS), "--lr", "3e-4", "--warmup", "20", "--lr-decay", "cosine",
                    "--seed", "2", "--val-every", "0", "--ckpt-every", "100", "--no-progress",
-                   "--min-scale", str(min_scale)]
+                   "--min-scale", str(min_scale), "--schedule", schedule]
         if not (out / "model.pt").exists():
             subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         train = json.loads((out / "train_config.json").read_text())["train"]
+        # runs made before --schedule existed stored no schedule: they used the official one
+        stored = train["extra"].get("schedule") or make_schedule("resshift", kappa).to_dict()
         got_recipe = (train["extra"]["crop_size"], train["batch_size"], train["extra"]["kappa"],
-                      train["extra"].get("min_scale", 1.0), train["iterations"])
-        if got_recipe != (crop, batch, kappa, min_scale, ITERATIONS):
-            raise SystemExit(f"{out} holds another run (crop, batch, kappa, min_scale, iterations = {got_recipe}, "
-                             f"expected {(crop, batch, kappa, min_scale, ITERATIONS)}): move it away or pick "
-                             "another --runs-dir")
-        got = score(denoiser_from_checkpoint(out / "model.pt").eval(), test.hr, test.lr)
+                      train["extra"].get("min_scale", 1.0), stored, train["iterations"])
+        want = (crop, batch, kappa, min_scale, make_schedule(schedule, kappa).to_dict(), ITERATIONS)
+        if got_recipe != want:
+            raise SystemExit(f"{out} holds another run (crop, batch, kappa, min_scale, schedule, iterations = "
+                             f"{got_recipe}, expected {want}): move it away or pick another --runs-dir")
+        got = score(denoiser_from_checkpoint(out / "model.pt").eval(), test.hr, test.lr, with_exp1=True)
         rows[name] = {"crop_size": crop, "batch_size": batch, "kappa": kappa, "min_scale": min_scale,
-                      "iterations": ITERATIONS,
+                      "schedule": schedule, "iterations": ITERATIONS,
                       **{k: round(float(v.mean()), 3) for k, v in got.items()}}
         print(f"{name}: {rows[name]}", flush=True)
     return {"init": str(BASELINE.relative_to(ROOT)), "images": images, "results": rows,

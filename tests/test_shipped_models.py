@@ -13,7 +13,8 @@ from ctlib.data import load_bundled_test_set
 from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr, ssim
 from ctlib.nn import denoiser_from_checkpoint
-from ctlib.train import profile_settings
+from ctlib.schedule import fit_exp_alpha
+from ctlib.train import make_schedule, profile_settings
 
 from .conftest import ROOT
 
@@ -33,6 +34,8 @@ def test_shipped_checkpoint_files(name):
     # the schedule and crops are the profile's choice for the mode (notebook 05), and the ones trained
     recipe = profile_settings("cpu", train["mode"])
     assert den.schedule.kappa == recipe["kappa"] == train["extra"]["kappa"]
+    expected = make_schedule(recipe.get("schedule", "resshift"), recipe["kappa"]).to_dict()
+    assert den.schedule.to_dict() == expected  # discrete: the official schedule; continuous: the fit
     assert train["extra"]["crop_size"] == recipe["crop_size"]
     assert train["extra"]["degradation"] == recipe["degradation"]
     log = (CKPTS / f"{name}.log.csv").read_text().splitlines()
@@ -48,8 +51,11 @@ def test_continuous_model_starts_from_the_baseline():
     meta = torch.load(CKPTS / "continuous_finetune.pt", map_location="cpu", weights_only=True)["meta"]
     # the baseline's run folder (runs/baseline/model.pt) or its export, data/checkpoints/baseline_discrete.pt
     assert meta["train"]["extra"]["init"].rsplit("/", 1)[-1] in ("model.pt", "baseline_discrete.pt")
+    # same noise scale and time indexing as the baseline; eta(t) is the fit to the baseline's levels
     base = denoiser_from_checkpoint(CKPTS / "baseline_discrete.pt").schedule
-    assert denoiser_from_checkpoint(CKPTS / "continuous_finetune.pt").schedule.to_dict() == base.to_dict()
+    cont = denoiser_from_checkpoint(CKPTS / "continuous_finetune.pt").schedule
+    assert (cont.kappa, cont.T) == (base.kappa, base.T)
+    assert cont.to_dict() == fit_exp_alpha(base, target="eta").schedule.to_dict()
 
 
 def test_quality_json_one_step_rows_are_reproduced():

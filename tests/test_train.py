@@ -22,6 +22,7 @@ from ctlib.train import (
     TrainConfig,
     TrainingDiverged,
     learning_rate,
+    make_schedule,
     network_x0,
     read_log,
     run_training,
@@ -324,6 +325,80 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert float((diff > 1e-6).float().mean()) < 0.01 and float(diff.mean()) < 1e-7
     moved = max(float((a["model"][k].float() - a["ema"][k].float()).abs().max()) for k in a["model"])
     assert moved > 1e-4  # the weights did move, so the comparison means something
+
+
+def test_make_schedule_names():
+    """``resshift`` is the official schedule; ``fit`` is the least-squares fit of eta(t) to the official
+    eta_k (checked here with scipy's own least_squares from another start, and for the eta ~ t^2 start
+    that makes Euler exact near 0); ``report`` is the report code's preset; anything else is refused."""
+    from scipy.optimize import least_squares
+
+    from ctlib.schedule import ExpAlphaSchedule
+
+    official = make_schedule("resshift")
+    assert isinstance(official, ResShiftSchedule) and official.kappa == 2.0
+    np.testing.assert_allclose(official.etas, ResShiftSchedule().etas, rtol=0, atol=0)
+    assert make_schedule("resshift", 0.5).kappa == 0.5
+    fit = make_schedule("fit")
+    assert isinstance(fit, ExpAlphaSchedule) and fit.kappa == 2.0 and fit.T == 15
+    t = np.arange(1, 16) / 15
+    target = ResShiftSchedule().etas
+
+    def residual(p):
+        a, lam = p
+        return a * (np.expm1(lam * t) - lam * t) / lam - target
+
+    ref = least_squares(residual, x0=(0.5, 2.0), method="lm", xtol=1e-14, ftol=1e-14).x
+    np.testing.assert_allclose([fit.a, fit.lam], ref, rtol=1e-5)
+    assert np.max(np.abs(fit.eta(t) - target)) < 0.005  # the network's 15 noise levels nearly unchanged
+    np.testing.assert_allclose(fit.eta(1e-4) / 1e-8, fit.a * fit.lam / 2, rtol=1e-3)  # eta ~ (a lam / 2) t^2
+    report = make_schedule("report", 1.0)
+    assert (report.a, report.kappa) == (1.1113, 1.0)
+    assert report.lam == pytest.approx(math.log(1 + 2.3177576 / 1.1113))
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'.*resshift, fit, report"):
+        make_schedule("cosine")
+
+
+def test_schedule_option_reaches_the_run_and_the_model(tmp_path):
+    """--schedule picks the eta(t) trained and stored; the cpu and gpu profiles fine-tune on the fit, the
+    paper profile on the report's preset; a fine-tune without one keeps its init's schedule; resuming with
+    another schedule is refused."""
+    from ctlib.nn.checkpoint import load_checkpoint
+    from ctlib.train import profile_settings
+
+    assert profile_settings("cpu", "continuous")["schedule"] == profile_settings("gpu", "continuous")["schedule"] == "fit"
+    assert profile_settings("paper", "continuous")["schedule"] == "report"
+    assert "schedule" not in profile_settings("cpu", "discrete") and "schedule" not in profile_settings("smoke", "continuous")
+    base = run_training("smoke", "discrete", tmp_path / "base", progress=False, iterations=1, device="cpu")
+    assert load_checkpoint(base["model"]).schedule.to_dict() == ResShiftSchedule().to_dict()
+    ft = run_training("smoke", "continuous", tmp_path / "ft", init=base["model"], progress=False, iterations=2,
+                      device="cpu", schedule="fit")
+    stored = load_checkpoint(ft["model"]).schedule
+    assert stored.to_dict() == make_schedule("fit").to_dict()
+    import json
+
+    extra = json.loads((tmp_path / "ft" / "train_config.json").read_text())["train"]["extra"]
+    assert extra["schedule"] == stored.to_dict()
+    again = run_training("smoke", "continuous", tmp_path / "ft2", init=ft["model"], progress=False, iterations=1,
+                         device="cpu", kappa=1.0)
+    assert load_checkpoint(again["model"]).schedule.to_dict() == {**stored.to_dict(), "kappa": 1.0}
+    with pytest.raises(RunFolderError, match="another configuration"):
+        run_training("smoke", "continuous", tmp_path / "ft", init=base["model"], progress=False, iterations=3,
+                     device="cpu", schedule="report", resume=True)
+    assert load_checkpoint(ft["model"]).schedule.to_dict() == stored.to_dict()  # nothing overwritten
+
+
+def test_train_cli_schedule(tmp_path, capsys):
+    from ctlib.cli import main
+    from ctlib.nn.checkpoint import load_checkpoint
+
+    assert main(["train", "--profile", "smoke", "--mode", "continuous", "--out", str(tmp_path / "r"),
+                 "--schedule", "report", "--iterations", "1", "--device", "cpu", "--no-progress"]) == 0
+    assert load_checkpoint(tmp_path / "r" / "model.pt").schedule.to_dict() == make_schedule("report").to_dict()
+    with pytest.raises(SystemExit):
+        main(["train", "--profile", "smoke", "--out", str(tmp_path / "bad"), "--schedule", "linear"])
+    assert "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_train_cli_refuses_nonsense_kappa_and_decay(tmp_path, capsys):
