@@ -114,7 +114,7 @@ print("LR inputs:", ", ".join(f"{Path(p).name} {lr.shape[1]}x{lr.shape[0]}" for 
 #
 # What to expect from the kit's small model (1.6 M parameters, trained briefly on two CPU cores on the
 # bundled training photos): it sharpens edges (the collar, the tank's outline) but adds grain and invents
-# texture that is not in the original, and its PSNR is about 1.5-2 dB below blurry bicubic upsampling. For
+# texture that is not in the original, and its PSNR is about 1 dB below blurry bicubic upsampling (0.8-1.6 dB on these three). For
 # good results use the official weights (section 5); everything here works the same with them.
 
 # %% tags=["nbval-ignore-output"]
