@@ -3,6 +3,7 @@ divergence handling, run-folder safety and the paper profile's wiring with tiny 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -375,8 +376,6 @@ def test_schedule_option_reaches_the_run_and_the_model(tmp_path):
                       device="cpu", schedule="fit")
     stored = load_checkpoint(ft["model"]).schedule
     assert stored.to_dict() == make_schedule("fit").to_dict()
-    import json
-
     extra = json.loads((tmp_path / "ft" / "train_config.json").read_text())["train"]["extra"]
     assert extra["schedule"] == stored.to_dict()
     again = run_training("smoke", "continuous", tmp_path / "ft2", init=ft["model"], progress=False, iterations=1,
