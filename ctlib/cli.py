@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--kappa", type=float,
                     help="noise scale of the ResShift schedule (bundled profiles; default: the profile's, or the "
                          "--init checkpoint's)")
-    tp.add_argument("--schedule", choices=("resshift", "fit", "report"),
+    tp.add_argument("--schedule", choices=("resshift", "fit", "report"),  # ctlib.train.SCHEDULES (kept light: no torch)
                     help="eta(t) of the model: resshift (the official schedule, exact continuous extension), fit "
                          "(the scipy least-squares fit of eta(t) = a ((e^{lam t} - 1)/lam - t) to it, notebook 03) or "
                          "report (the report code's a = 1.1113, lam = 1.1268); default: the profile's")

@@ -382,15 +382,18 @@ def test_schedule_option_reaches_the_run_and_the_model(tmp_path):
                          device="cpu", kappa=1.0)
     assert load_checkpoint(again["model"]).schedule.to_dict() == {**stored.to_dict(), "kappa": 1.0}
     with pytest.raises(RunFolderError, match="another configuration"):
-        run_training("smoke", "continuous", tmp_path / "ft", init=base["model"], progress=False, iterations=3,
-                     device="cpu", schedule="report", resume=True)
+        run_training("smoke", "continuous", tmp_path / "ft", init=base["model"], progress=False, iterations=2,
+                     device="cpu", schedule="report", resume=True)  # only the schedule differs
     assert load_checkpoint(ft["model"]).schedule.to_dict() == stored.to_dict()  # nothing overwritten
 
 
 def test_train_cli_schedule(tmp_path, capsys):
-    from ctlib.cli import main
+    from ctlib.cli import build_parser, main
     from ctlib.nn.checkpoint import load_checkpoint
+    from ctlib.train import SCHEDULES
 
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert next(a.choices for a in train_parser._actions if a.dest == "schedule") == SCHEDULES
     assert main(["train", "--profile", "smoke", "--mode", "continuous", "--out", str(tmp_path / "r"),
                  "--schedule", "report", "--iterations", "1", "--device", "cpu", "--no-progress"]) == 0
     assert load_checkpoint(tmp_path / "r" / "model.pt").schedule.to_dict() == make_schedule("report").to_dict()
