@@ -197,3 +197,41 @@ def test_extract_state_dict_errors():
         extract_state_dict([1, 2, 3])
     with pytest.raises(ValueError, match="top-level keys"):
         extract_state_dict({"epoch": 3})
+
+
+def test_checkpoint_without_its_config_is_a_clear_error(tmp_path):
+    """Issue 18 item 15: a kit checkpoint whose 'config' key is missing gave KeyError: 'config'."""
+    path = save_checkpoint(tmp_path / "m.pt", _small_unet())
+    raw = torch.load(path, weights_only=True)
+    del raw["config"]
+    torch.save(raw, tmp_path / "noconfig.pt")
+    with pytest.raises(ValueError, match="noconfig.pt: this ctlib checkpoint has no 'config' entry"):
+        load_checkpoint(tmp_path / "noconfig.pt")
+    raw = torch.load(path, weights_only=True)
+    raw["config"] = {"no_such_argument": 1}
+    torch.save(raw, tmp_path / "badconfig.pt")
+    with pytest.raises(ValueError, match="badconfig.pt: its 'config' does not build a UNetModelSwin"):
+        load_checkpoint(tmp_path / "badconfig.pt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_device_is_not_reported_as_a_corrupt_file(tmp_path):
+    """Issue 18 item 16: map_location='cuda' without CUDA (or a nonsense device) called a valid file
+    'truncated, corrupt, not a torch.save file'."""
+    path = save_checkpoint(tmp_path / "good.pt", _small_unet())
+    for device, message in (("cuda", "no usable CUDA GPU"), ("nonsense", "must be 'cpu', 'cuda' or 'cuda:N'")):
+        with pytest.raises(ValueError, match=message) as info:
+            load_checkpoint(path, map_location=device)
+        assert "could not be read" not in str(info.value)
+    assert load_checkpoint(path, map_location="cpu").model is not None
+
+
+def test_saved_checkpoints_get_a_plain_files_permissions(tmp_path):
+    """Issue 18 item 17: model.pt was written 0600 (mkstemp's mode) while the other files were 0644."""
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "model.pt", _small_unet())
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct((tmp_path / "plain.txt").stat().st_mode & 0o777) == "0o644"

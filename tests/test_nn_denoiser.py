@@ -243,3 +243,14 @@ def test_gradients_reach_the_network_only():
     cond(cond.y, torch.tensor([0.3]), cond.y).square().mean().backward()
     assert net.out[2].weight.grad is not None and float(net.out[2].weight.grad.abs().sum()) > 0
     assert all(p.grad is None for p in vq.parameters())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_denoiser_from_checkpoint_names_a_missing_device(tmp_path):
+    """Issue 18 item 16: device='cuda' without CUDA reported the good file as corrupt."""
+    net = _small_unet()
+    path = save_checkpoint(tmp_path / "pixel.pt", net, schedule=ResShiftSchedule())
+    with pytest.raises(ValueError, match="no usable CUDA GPU"):
+        denoiser_from_checkpoint(path, device="cuda")
+    with pytest.raises(ValueError, match="must be 'cpu', 'cuda' or 'cuda:N', got 'gpu0'"):
+        denoiser_from_checkpoint(path, device="gpu0")

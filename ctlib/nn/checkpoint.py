@@ -21,14 +21,15 @@ The kit's checkpoint format (one ``torch.save`` file, loadable with ``weights_on
      "meta": {...training metadata: iterations, seed, losses, versions...}}
 
 so that the file alone rebuilds the model (:func:`load_checkpoint`).  Files are written to a
-temporary file in the same folder and renamed, so a crash never leaves a half-written checkpoint.
+temporary file in the same folder and renamed, so a crash never leaves a half-written checkpoint
+(:func:`atomic_torch_save`); a file is always read on the CPU and then moved, so a device this
+machine lacks is reported as such, never as a corrupt file.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import atomic_write, check_device
 from ..schedule import Schedule, schedule_from_dict
 from .unet import UNetModelSwin
 from .vq import VQModel
@@ -51,6 +53,7 @@ __all__ = [
     "load_checkpoint",
     "LoadedCheckpoint",
     "MODEL_CLASSES",
+    "atomic_torch_save",
 ]
 
 FORMAT = "ctlib-checkpoint"
@@ -227,20 +230,13 @@ def save_checkpoint(
         "denoiser": None if denoiser is None else _plain(dict(denoiser), "denoiser"),
         "meta": _plain(dict(meta or {}), "meta"),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (a hidden temporary file in the same folder, synced,
+    then renamed; removed on any error or interruption), with a plain file's permissions."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _read_file(path: str | os.PathLike, map_location: str | torch.device) -> Any:
@@ -248,12 +244,25 @@ def _read_file(path: str | os.PathLike, map_location: str | torch.device) -> Any
     not a (complete, safe-to-load) PyTorch file: truncated, another format, or pickled code."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    device = check_device(map_location, "map_location")  # a bad device is not a bad file
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
         raise ValueError(f"{path} could not be read as a PyTorch checkpoint: it is truncated, corrupt, not a "
                          f"torch.save file, or holds objects other than tensors and plain containers "
                          f"(torch.load with weights_only=True: {type(err).__name__})") from None
+    return obj if device.type == "cpu" else _to_device(obj, device)
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    """The tensors of a loaded checkpoint object moved to ``device`` (containers rebuilt)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -262,7 +271,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     The model is returned in eval mode on ``map_location``.
     """
     path = Path(path)
-    obj = _read_file(path, map_location)
+    device = check_device(map_location, "map_location")
+    obj = _read_file(path, "cpu")
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not a ctlib checkpoint (no format={FORMAT!r} entry); official weight files are "
@@ -273,12 +283,20 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     cls_name = obj.get("model_class")
     if cls_name not in MODEL_CLASSES:
         raise ValueError(f"{path}: unknown model_class {cls_name!r}; expected one of {sorted(MODEL_CLASSES)}")
-    model = MODEL_CLASSES[cls_name](**obj["config"])
+    for key in ("config", "state_dict"):
+        if not isinstance(obj.get(key), Mapping):
+            raise ValueError(f"{path}: this ctlib checkpoint has no {key!r} entry (or not a dict), so the model "
+                             "cannot be rebuilt; the file is incomplete or was edited -- save it again with "
+                             "save_checkpoint")
+    try:
+        model = MODEL_CLASSES[cls_name](**obj["config"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: its 'config' does not build a {cls_name} ({type(err).__name__}: {err})") from None
     load_weights(model, obj["state_dict"])
     model.eval()
     schedule = schedule_from_dict(obj["schedule"]) if obj.get("schedule") else None
     return LoadedCheckpoint(
-        model=model.to(map_location),
+        model=model.to(device),
         config=dict(obj["config"]),
         schedule=schedule,
         denoiser=obj.get("denoiser"),

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_device
 from ..diffusion import scale_input
 from ..schedule import ResShiftSchedule, Schedule
 from .checkpoint import load_checkpoint, load_weights
@@ -370,6 +371,7 @@ def build_official_denoiser(
     ``desired_min_size``; more if the network needs it), ``ResShiftSchedule()`` (T=15, kappa=2)
     unless another schedule is given.  ``unet_config`` / ``vq_config`` default to the v1 configs.
     """
+    device = check_device(device)  # before reading 500 MB of weights
     network = load_weights(build_unet(unet_config), unet_path).to(device=device, dtype=dtype).eval()
     autoencoder = load_weights(build_vq(vq_config), autoencoder_path).to(device=device, dtype=dtype).eval()
     wrapper = ResShiftDenoiser(
@@ -393,6 +395,7 @@ def denoiser_from_checkpoint(
     kit checkpoint of a VQModel).  Without stored settings the pixel-space defaults apply
     (``lq="upsampled"`` when the network's ``lq_size`` equals its ``image_size``).
     """
+    device = check_device(device)  # a device this machine lacks is named as such, not as a bad file
     ckpt = load_checkpoint(path, map_location=device)
     if ckpt.schedule is None:
         raise ValueError(f"{path} stores no schedule; save it with save_checkpoint(..., schedule=...)")
