@@ -19,6 +19,11 @@ from pathlib import Path
 from .profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Exit codes of every command (README "Exit codes and file safety").
+EXIT_OK = 0  # everything done
+EXIT_FAILED = 1  # some inputs failed (listed), or the work itself failed (a notebook, a diverged run)
+EXIT_USAGE = 2  # a bad argument, an unusable output location, a missing device: found before any work
+EXIT_INTERRUPTED = 130  # Ctrl-C: what was finished is complete, anything partial is marked so
 NOTEBOOK_RE = re.compile(r"^(\d\d)_.*\.ipynb$")
 
 
@@ -104,7 +109,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import RunFolderError, TrainingDiverged, run_training
+    from .train import RunFolderError, TrainingDataError, TrainingDiverged, TrainingInterrupted, run_training
 
     try:
         summary = run_training(
@@ -116,9 +121,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             ckpt_every=args.ckpt_every, grad_clip=args.grad_clip, kappa=args.kappa,
             lr_decay=args.lr_decay, min_scale=args.min_scale, schedule=args.schedule,
         )
-    except (RunFolderError, TrainingDiverged) as err:
+    except TrainingInterrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (TrainingDataError, TrainingDiverged) as err:  # bad data files (all listed) or a diverged run
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_FAILED
+    except RunFolderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     if "model" in summary:
         print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s, last loss {summary['last_loss']:.4g}")
         print(f"model: {summary['model']}   log: {Path(summary['out_dir']) / 'log.csv'}")
@@ -185,9 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (:data:`EXIT_OK`, :data:`EXIT_FAILED`, :data:`EXIT_USAGE`,
+    :data:`EXIT_INTERRUPTED`).  argparse itself exits with 2 on a malformed command line."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) before any output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED

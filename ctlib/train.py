@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import io
 import json
 import math
 import os
@@ -47,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_int, check_positive
+from ._checks import check_device, check_int, check_positive
 from .diffusion import q_sample
 from .schedule import ExpAlphaSchedule, ResShiftSchedule, Schedule, fit_exp_alpha, schedule_from_dict
 
@@ -55,6 +56,8 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "RunFolderError",
+    "TrainingDataError",
+    "TrainingInterrupted",
     "sample_t",
     "learning_rate",
     "EMA",
@@ -77,7 +80,30 @@ class TrainingDiverged(RuntimeError):
 
 
 class RunFolderError(RuntimeError):
-    """The output folder holds another run (refused unless resuming or told to overwrite)."""
+    """The output folder holds another run (refused unless resuming or told to overwrite), cannot be
+    resumed as asked, or cannot be written."""
+
+
+class TrainingDataError(ValueError):
+    """Training images that cannot be used (unreadable, corrupt, smaller than the crop); all listed in
+    ``bad`` as ``(path, reason)``, found before the first step."""
+
+    def __init__(self, bad: list[tuple[Path, str]], folder: Path) -> None:
+        self.bad = bad
+        lines = "\n".join(f"  {p}: {why}" for p, why in bad)
+        super().__init__(f"{len(bad)} training image(s) in {folder} cannot be used; fix or remove them "
+                         f"(nothing was trained):\n{lines}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``step`` reached, ``saved_step`` in ``last.pt`` (``--resume`` goes on
+    from there; the run folder is consistent)."""
+
+    def __init__(self, out_dir: Path, step: int, saved_step: int | None) -> None:
+        self.out_dir, self.step, self.saved_step = out_dir, step, saved_step
+        where = (f"the last checkpoint (step {saved_step}) is {out_dir / 'last.pt'}; continue with --resume"
+                 if saved_step else "no checkpoint was written yet; a rerun starts afresh")
+        super().__init__(f"training interrupted at step {step}: {where}")
 
 
 @dataclass
@@ -191,12 +217,11 @@ def training_loss(
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` to a hidden temporary file in the same folder, then rename over ``path``
+    (:func:`ctlib.nn.checkpoint.atomic_torch_save`: an error or Ctrl-C leaves no temporary file)."""
+    from .nn.checkpoint import atomic_torch_save
+
+    return atomic_torch_save(obj, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,22 +324,71 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def _check_run_folder(out_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
-    """Return True when the run resumes from ``out_dir/last.pt``."""
+RUN_FILES = ("last.pt", "model.pt", "train_config.json", "log.csv")
+LOG_HEADER = ["step", "loss", "lr", "seconds", "val"]
+
+
+def _check_run_folder(out_dir: Path, resume: bool, overwrite: bool, init: str | os.PathLike | None = None) -> bool:
+    """Check the run folder before any work; return True when the run resumes from ``out_dir/last.pt``.
+
+    * a folder without ``last.pt`` and ``model.pt`` (new, empty, or the ``train_config.json`` /
+      ``log.csv`` of a run that stopped before its first checkpoint) takes a new run;
+    * with ``last.pt``: ``resume`` continues it, ``overwrite`` replaces it, else refused;
+    * ``model.pt`` without ``last.pt`` (a finished run whose ``last.pt`` was deleted): refused, with
+      or without ``resume`` (there is nothing to resume from), unless ``overwrite``;
+    * ``init`` must not be a file of the folder this run writes.
+    Raises RunFolderError (or ValueError for a location that cannot be written)."""
+    from ._checks import check_output_dir
+
     if out_dir.exists() and not out_dir.is_dir():
         raise RunFolderError(f"output path {out_dir} exists and is not a folder")
-    last = out_dir / "last.pt"
-    if resume:
-        return last.exists()
-    if overwrite or not out_dir.exists():
-        return False
-    taken = [p.name for p in out_dir.iterdir() if p.name in ("last.pt", "model.pt", "train_config.json", "log.csv")]
-    if taken:
+    check_output_dir(out_dir)
+    if init is not None and Path(init).resolve().parent == out_dir.resolve() and Path(init).name in RUN_FILES:
+        raise RunFolderError(f"--init {init} is a file of the run folder {out_dir}, which this run writes; "
+                             "copy it elsewhere first or choose another --out")
+    present = sorted(n for n in RUN_FILES if (out_dir / n).exists()) if out_dir.is_dir() else []
+    if "last.pt" in present:
+        if resume:
+            return True
+        if overwrite:
+            return False
         raise RunFolderError(
-            f"{out_dir} already holds a training run ({', '.join(sorted(taken))}); "
+            f"{out_dir} already holds a training run ({', '.join(present)}); "
             "pass resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"
         )
+    if "model.pt" in present and not overwrite:
+        why = "there is no last.pt to resume from" if resume else "it already holds a training run"
+        raise RunFolderError(
+            f"{out_dir} holds a finished run ({', '.join(present)}) and {why}; its model.pt, log.csv and "
+            "train_config.json are kept. To train further start a new run from it (--init "
+            f"{out_dir / 'model.pt'} --out NEW_FOLDER), or pass --overwrite to replace it"
+        )
     return False
+
+
+def _clear_stale_temporaries(out_dir: Path) -> None:
+    """Remove what a kill during a save leaves behind (``.last.pt.*.tmp``, the old ``last.pt.tmp``)."""
+    for pattern in (".last.pt.*.tmp", ".model.pt.*.tmp", "last.pt.tmp"):
+        for p in out_dir.glob(pattern):
+            p.unlink(missing_ok=True)
+
+
+def _resume_log(path: Path, step: int) -> float:
+    """Make ``log.csv`` end at the checkpoint's ``step`` (rows logged after it, before a kill, are
+    dropped: the resumed run logs them again) and return the loss logged at ``step`` (NaN if none)."""
+    from ._checks import atomic_write
+
+    rows = list(csv.reader(path.open(newline=""))) if path.exists() else []
+    body = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    if not rows or rows[0] != LOG_HEADER or len(body) != len(rows) - 1:
+        def write(f: Any) -> None:
+            text = io.StringIO()
+            csv.writer(text).writerows([LOG_HEADER, *body])
+            f.write(text.getvalue().encode())
+
+        atomic_write(path, write)
+    last = [r for r in body if int(r[0]) == step]
+    return float(last[-1][1]) if last else float("nan")
 
 
 def train(
@@ -347,9 +421,11 @@ def train(
     if config.batch_size % world != 0:
         raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the number of processes ({world})")
     local_batch = config.batch_size // world
-    resuming = _check_run_folder(out_dir, config, resume, overwrite)
+    device = check_device(device)
+    resuming = _check_run_folder(out_dir, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
+    if rank == 0:
+        _clear_stale_temporaries(out_dir)
     net: nn.Module = wrapper.network.to(device).train()
     if getattr(wrapper, "autoencoder", None) is not None:
         wrapper.autoencoder.to(device)
@@ -357,7 +433,8 @@ def train(
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     use_amp = config.amp if config.amp is not None else device.type == "cuda"
-    step, history = 0, []
+    step, history, last_loss = 0, [], float("nan")
+    saved_step: list[int | None] = [None]  # the step in last.pt (for the Ctrl-C message)
 
     if resuming:
         state = torch.load(out_dir / "last.pt", map_location=device, weights_only=True)
@@ -367,16 +444,23 @@ def train(
                 f"{out_dir / 'last.pt'} was written with another configuration; resume with the same settings "
                 f"(saved: {json.dumps(asdict(saved))})"
             )
+        if int(state["step"]) > config.iterations:
+            raise RunFolderError(
+                f"{out_dir / 'last.pt'} has reached step {int(state['step'])}, beyond iterations={config.iterations}; "
+                f"resume with iterations >= {int(state['step'])} (--iterations)"
+            )
         net.load_state_dict(state["model"])
         ema.model.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["rng"])
-        step = int(state["step"])
+        step = saved_step[0] = int(state["step"])
+        logged = _resume_log(out_dir / "log.csv", step) if rank == 0 else float("nan")
+        last_loss = float(state["last_loss"]) if "last_loss" in state else logged
     elif rank == 0:
         (out_dir / "train_config.json").write_text(json.dumps(
             {"train": asdict(config), "schedule": schedule.to_dict(), "model": model_meta or {}}, indent=2))
         with open(out_dir / "log.csv", "w", newline="") as f:
-            csv.writer(f).writerow(["step", "loss", "lr", "seconds", "val"])
+            csv.writer(f).writerow(LOG_HEADER)
 
     ddp_net = net
     if world > 1:
@@ -388,68 +472,74 @@ def train(
         atomic_save({"config": asdict(config), "schedule": schedule.to_dict(), "step": step,
                      "net_config": dict(getattr(net, "config", {}) or {}), "denoiser": wrapper.settings(),
                      "model": net.state_dict(), "ema": ema.model.state_dict(),
-                     "optimizer": optimizer.state_dict(), "rng": generator.get_state()}, out_dir / "last.pt")
+                     "optimizer": optimizer.state_dict(), "rng": generator.get_state(), "last_loss": last_loss},
+                    out_dir / "last.pt")
+        saved_step[0] = step
 
-    start, last_loss = time.perf_counter(), float("nan")
+    start = time.perf_counter()
     bar = tqdm(total=config.iterations, initial=step, desc=f"train [{config.mode}]", disable=not progress or rank != 0)
-    while step < config.iterations:
-        lr_now = learning_rate(step, config.lr, config.warmup, config.lr_decay, config.iterations)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
-        # the global batch, drawn identically on every rank; each rank trains on its slice
-        hr, lr_img = data(config.batch_size, generator)
-        t = sample_t(config.mode, schedule.T, config.batch_size, generator)
-        with torch.no_grad():
-            x0_all = wrapper.encode(hr.to(device) * 2 - 1)
-        noise_all = torch.randn(x0_all.shape, generator=generator, dtype=x0_all.dtype).to(device)
-        lo, hi = rank * local_batch, (rank + 1) * local_batch
-        optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
-        starts = list(range(lo, hi, config.micro_batch))
-        for j, m0 in enumerate(starts):
-            m1 = min(m0 + config.micro_batch, hi)
+    try:
+        while step < config.iterations:
+            lr_now = learning_rate(step, config.lr, config.warmup, config.lr_decay, config.iterations)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
+            # the global batch, drawn identically on every rank; each rank trains on its slice
+            hr, lr_img = data(config.batch_size, generator)
+            t = sample_t(config.mode, schedule.T, config.batch_size, generator)
             with torch.no_grad():
-                cond = wrapper.condition(lr_img[m0:m1].to(device) * 2 - 1)
-            if cond.y.shape != x0_all[m0:m1].shape:
-                raise ValueError(f"HR crops {tuple(hr.shape)} need sides that are multiples of "
-                                 f"{wrapper.lr_multiple * wrapper.sf} pixels (the network's size multiple)")
-            sync = j == len(starts) - 1 or world == 1
-            ctx = ddp_net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
-            with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                def predict(x_t, t_, lq=cond.lq):
-                    return network_x0(wrapper, ddp_net, x_t, t_, lq)
+                x0_all = wrapper.encode(hr.to(device) * 2 - 1)
+            noise_all = torch.randn(x0_all.shape, generator=generator, dtype=x0_all.dtype).to(device)
+            lo, hi = rank * local_batch, (rank + 1) * local_batch
+            optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), device=device)
+            starts = list(range(lo, hi, config.micro_batch))
+            for j, m0 in enumerate(starts):
+                m1 = min(m0 + config.micro_batch, hi)
+                with torch.no_grad():
+                    cond = wrapper.condition(lr_img[m0:m1].to(device) * 2 - 1)
+                if cond.y.shape != x0_all[m0:m1].shape:
+                    raise ValueError(f"HR crops {tuple(hr.shape)} need sides that are multiples of "
+                                     f"{wrapper.lr_multiple * wrapper.sf} pixels (the network's size multiple)")
+                sync = j == len(starts) - 1 or world == 1
+                ctx = ddp_net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
+                with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    def predict(x_t, t_, lq=cond.lq):
+                        return network_x0(wrapper, ddp_net, x_t, t_, lq)
 
-                losses = training_loss(predict, x0_all[m0:m1], cond.y, t[m0:m1].to(device), schedule,
-                                       noise_all[m0:m1])
-                loss = losses.sum() / local_batch
-            loss.backward()
-            total += loss.detach()
-        if world > 1:
-            torch.distributed.all_reduce(total)
-            total /= world
-        last_loss = float(total)
-        if not math.isfinite(last_loss):
-            raise TrainingDiverged(
-                f"non-finite loss ({last_loss}) at step {step + 1}; stopped. The last good checkpoint "
-                f"({out_dir / 'last.pt'}) is intact: lower the learning rate or enable gradient clipping"
-            )
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        optimizer.step()
-        ema.update(net)
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{last_loss:.4g}", lr=f"{lr_now:.2g}")
-        val = {}
-        if validate is not None and config.val_every and step % config.val_every == 0 and rank == 0:
-            val = validate(ema.model)
-        if rank == 0 and (step % config.log_every == 0 or val or step == config.iterations):
-            history.append({"step": step, "loss": last_loss, "lr": lr_now, "val": val})
-            with open(out_dir / "log.csv", "a", newline="") as f:
-                csv.writer(f).writerow([step, f"{last_loss:.6g}", f"{lr_now:.3g}",
-                                        f"{time.perf_counter() - start:.1f}", json.dumps(val) if val else ""])
-        if config.ckpt_every and step % config.ckpt_every == 0:
-            save_last()
+                    losses = training_loss(predict, x0_all[m0:m1], cond.y, t[m0:m1].to(device), schedule,
+                                           noise_all[m0:m1])
+                    loss = losses.sum() / local_batch
+                loss.backward()
+                total += loss.detach()
+            if world > 1:
+                torch.distributed.all_reduce(total)
+                total /= world
+            last_loss = float(total)
+            if not math.isfinite(last_loss):
+                raise TrainingDiverged(
+                    f"non-finite loss ({last_loss}) at step {step + 1}; stopped. The last good checkpoint "
+                    f"({out_dir / 'last.pt'}) is intact: lower the learning rate or enable gradient clipping"
+                )
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+            optimizer.step()
+            ema.update(net)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.4g}", lr=f"{lr_now:.2g}")
+            val = {}
+            if validate is not None and config.val_every and step % config.val_every == 0 and rank == 0:
+                val = validate(ema.model)
+            if rank == 0 and (step % config.log_every == 0 or val or step == config.iterations):
+                history.append({"step": step, "loss": last_loss, "lr": lr_now, "val": val})
+                with open(out_dir / "log.csv", "a", newline="") as f:
+                    csv.writer(f).writerow([step, f"{last_loss:.6g}", f"{lr_now:.3g}",
+                                            f"{time.perf_counter() - start:.1f}", json.dumps(val) if val else ""])
+            if config.ckpt_every and step % config.ckpt_every == 0:
+                save_last()
+    except KeyboardInterrupt:
+        bar.close()
+        raise TrainingInterrupted(out_dir, step, saved_step[0]) from None
     bar.close()
     save_last()
     summary = {"steps": step, "last_loss": last_loss, "seconds": time.perf_counter() - start,
@@ -595,6 +685,17 @@ def schedule_noise(y: torch.Tensor, schedule: Schedule, generator: torch.Generat
     return schedule.kappa * math.sqrt(schedule.eta_T) * eps
 
 
+def _config_settings(mode: str, settings: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """The :class:`TrainConfig` arguments (all but ``extra``) of a profile's settings."""
+    return dict(
+        mode=mode, iterations=settings["iterations"], batch_size=settings["batch_size"],
+        micro_batch=settings["micro_batch"], lr=settings["lr"], warmup=settings["warmup"],
+        lr_decay=settings.get("lr_decay", "constant"),
+        ema_decay=settings["ema_decay"], grad_clip=settings.get("grad_clip"), seed=seed if seed is not None else 123456,
+        log_every=settings["log_every"], val_every=settings["val_every"], ckpt_every=settings["ckpt_every"],
+    )
+
+
 def run_training(
     profile: str,
     mode: str,
@@ -627,19 +728,28 @@ def run_training(
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    # everything is checked before the first expensive step: settings, device, run folder, every data file
     settings = profile_settings(profile, mode, **overrides)
+    TrainConfig(**_config_settings(mode, settings, seed))  # raises ValueError on a bad setting
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = str(check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"), "--device"))
     if dev == "cuda" and world > 1:
         dev = f"cuda:{local_rank}"
         torch.cuda.set_device(local_rank)
+    _check_run_folder(Path(out_dir), resume, overwrite, init)
+    for name, path in (("--init", init), ("--official-unet", official_unet), ("--official-vq", official_vq)):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{name}: file not found: {path}")
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if dev.startswith("cuda") else "gloo")
 
-    # data
+    # data: every file is decoded and measured now, so that none can stop the run halfway
+    official_crop = settings.get("official_crop", False)
+    min_side = 2 if official_crop else settings["crop_size"]  # the official crop reflect-pads small images
     if data_dir is not None:
         from .data import list_images
+        from .data.datasets import check_training_images
 
         folder = Path(data_dir)
         if not folder.is_dir():
@@ -647,14 +757,21 @@ def run_training(
         images: Any = list_images(folder, recursive=True)
         if not images:
             raise ValueError(f"no images found in {folder} (searched recursively)")
+        bad = check_training_images(images, min_side)
+        if bad:
+            raise TrainingDataError(bad, folder)
     elif profile == "paper":
         raise ValueError("the paper profile needs --data DIR (an ImageNet-style folder of HR images)")
     else:
         from .data import load_bundled_train_images
 
         images = load_bundled_train_images()
+        small = [i for i, t in enumerate(images) if min(t.shape[-2:]) < min_side]
+        if small:
+            raise ValueError(f"--crop-size {settings['crop_size']} is larger than {len(small)} of the bundled "
+                             f"photos (the smallest side is {min(min(t.shape[-2:]) for t in images)} px)")
     source = PairSource(images, settings["crop_size"], settings["degradation"],
-                        official_crop=settings.get("official_crop", False), min_scale=settings.get("min_scale", 1.0))
+                        official_crop=official_crop, min_scale=settings.get("min_scale", 1.0))
 
     # network (a fresh one is initialised from the seed: every process and every rerun agree)
     torch.manual_seed(seed if seed is not None else 123456)
@@ -692,11 +809,7 @@ def run_training(
                                    residual=residual)
 
     config = TrainConfig(
-        mode=mode, iterations=settings["iterations"], batch_size=settings["batch_size"],
-        micro_batch=settings["micro_batch"], lr=settings["lr"], warmup=settings["warmup"],
-        lr_decay=settings.get("lr_decay", "constant"),
-        ema_decay=settings["ema_decay"], grad_clip=settings.get("grad_clip"), seed=seed if seed is not None else 123456,
-        log_every=settings["log_every"], val_every=settings["val_every"], ckpt_every=settings["ckpt_every"],
+        **_config_settings(mode, settings, seed),
         extra={"profile": profile, "crop_size": settings["crop_size"], "degradation": settings["degradation"],
                "min_scale": source.min_scale,
                "kappa": float(wrapper.schedule.kappa), "schedule": wrapper.schedule.to_dict(),

@@ -42,6 +42,7 @@ __all__ = [
     "bicubic_lr",
     "quantize_8bit",
     "ImageFolderDataset",
+    "check_training_images",
     "PairedTestSet",
     "load_paired_folder",
     "select_resshift",
@@ -121,6 +122,33 @@ def _small_message(path: Path | str, h: int, w: int, min_side: int) -> str:
         f"{path}: image is {w}x{h}; this dataset crops patches and needs both sides >= {min_side} px "
         f"(pass min_side= to change the limit)"
     )
+
+
+def check_training_images(
+    paths: Sequence[str | os.PathLike], min_side: int, *, workers: int | None = None
+) -> list[tuple[Path, str]]:
+    """Decode every file the way training reads it (:func:`~ctlib.data.io.read_image`) and check that
+    both sides are at least ``min_side`` pixels; returns ``(path, reason)`` for every bad file, in the
+    given order (empty when all are good).  Run before the first training step, so that one corrupt
+    or too-small image cannot stop a run halfway (or its resume at the same step).  The files are
+    decoded in ``workers`` threads (default: the CPU count; Pillow decodes without the GIL): about
+    5 ms per 0.25-megapixel photo and core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def problem(path: Path) -> str | None:
+        try:
+            img = read_image(path)
+        except (OSError, ValueError) as err:  # FileNotFoundError, ImageReadError
+            return str(err).replace(f"{path}: ", "", 1)
+        h, w = img.shape[:2]
+        if _too_small(h, w, min_side):
+            return f"image is {w}x{h}; training crops need both sides >= {min_side} px"
+        return None
+
+    files = [Path(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        reasons = list(pool.map(problem, files))
+    return [(p, why) for p, why in zip(files, reasons) if why is not None]
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
