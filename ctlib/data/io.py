@@ -17,12 +17,15 @@ What reading does to each kind of file (Pillow decodes; nothing else is needed):
 * CMYK (and YCbCr, LAB, HSV) go through Pillow's conversion to RGB (no colour management;
   embedded ICC profiles are ignored).
 * 16-bit images keep full precision: 16-bit grayscale through Pillow, 16-bit RGB/RGBA PNGs
-  through a small built-in PNG decoder (Pillow would cut them to 8 bits). That decoder
+  (plain or Adam7-interlaced) through a small built-in PNG decoder and colour TIFFs with more
+  than 8 bits per sample through ``tifffile`` (Pillow would cut both to 8 bits). That decoder
   undoes PNG's row filters in Python, so a large 16-bit colour PNG written by other software
   takes a few seconds per megapixel (2.5 s measured); 8-bit files and the 16-bit files that
   :func:`write_png` writes are fast.
 * Animated / multi-page files give their first frame.
-* A truncated or corrupt file raises :class:`ImageReadError` (never a half-decoded image).
+* A truncated or corrupt file raises :class:`ImageReadError` (never a half-decoded image), and
+  so does a file over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about
+  179 megapixels), before anything is decoded.
 * Any size loads, 1 x 1 included; datasets that need a crop size reject images that are too
   small (see :mod:`ctlib.data.datasets`).
 
@@ -147,8 +150,12 @@ def _unfilter_rows(data: bytes, height: int, stride: int, bpp: int) -> np.ndarra
     return out
 
 
-def _read_png16_colour(path: Path, width: int, height: int, colour_type: int) -> np.ndarray:
-    """Decode a non-interlaced 16-bit RGB (type 2) or RGBA (type 6) PNG at full precision."""
+#: Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _read_png16_colour(path: Path, width: int, height: int, colour_type: int, interlace: int = 0) -> np.ndarray:
+    """Decode a 16-bit RGB (type 2) or RGBA (type 6) PNG at full precision, plain or Adam7-interlaced."""
     channels = 3 if colour_type == 2 else 4
     chunks = []
     with open(path, "rb") as f:
@@ -173,8 +180,55 @@ def _read_png16_colour(path: Path, width: int, height: int, colour_type: int) ->
     except zlib.error as e:
         raise ImageReadError(f"PNG image data is corrupt: {e}") from None
     bpp = 2 * channels
-    rows = _unfilter_rows(data, height, width * bpp, bpp)
-    return rows.view(">u2").reshape(height, width, channels).astype(np.float32) / 65535.0
+    if interlace == 0:
+        rows = _unfilter_rows(data, height, width * bpp, bpp)
+        return rows.view(">u2").reshape(height, width, channels).astype(np.float32) / 65535.0
+    if interlace != 1:
+        raise ImageReadError(f"unknown PNG interlace method {interlace}")
+    out = np.empty((height, width, channels), dtype=np.float32)
+    pos = 0
+    for x0, y0, dx, dy in _ADAM7:  # each pass is a small image of its own, filtered on its own
+        pw, ph = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if pw <= 0 or ph <= 0:
+            continue
+        size = ph * (pw * bpp + 1)
+        rows = _unfilter_rows(data[pos:pos + size], ph, pw * bpp, bpp)
+        pos += size
+        out[y0::dy, x0::dx] = rows.view(">u2").reshape(ph, pw, channels).astype(np.float32) / 65535.0
+    return out
+
+
+def _read_tiff_deep(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A colour TIFF with more than 8 bits per sample at full precision (Pillow cuts those to 8 bits)
+    through ``tifffile`` (a dependency of scikit-image): (HWC RGB, HW alpha or None) in [0, 1]."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        a = page.asarray()
+        planar = page.planarconfig == 2
+    if planar and a.ndim == 3:
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise ImageReadError(f"unexpected 16-bit TIFF layout {a.shape}")
+    if np.issubdtype(a.dtype, np.integer):
+        f = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+    else:
+        f = np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0)
+    return np.ascontiguousarray(f[:, :, :3]), (np.ascontiguousarray(f[:, :, 3]) if f.shape[2] > 3 else None)
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    """Refuse an image over Pillow's decompression-bomb limit before decoding it (a file that says it
+    is 30000 x 30000 would otherwise take gigabytes, or abort a whole batch with Pillow's error)."""
+    w, h = size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and w * h > limit:
+        raise ImageReadError(
+            f"the image claims {w} x {h} pixels ({w * h / 1e6:.0f} megapixels), over Pillow's "
+            f"decompression-bomb limit of {limit / 1e6:.0f} megapixels; if you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS before reading it"
+        )
 
 
 def _pil_to_float(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -227,20 +281,32 @@ def read_image(
         raise FileNotFoundError(f"image file not found: {p}")
     try:
         header = _png_header(p)
-        if header is not None and header[2] == 16 and header[3] in (2, 6) and header[4] == 0:
-            w, h, _d, ctype, _i = header
-            data = _read_png16_colour(p, w, h, ctype)
+        if header is not None and header[2] == 16 and header[3] in (2, 6):
+            w, h, _d, ctype, interlace = header
+            _check_pixels((w, h))
+            data = _read_png16_colour(p, w, h, ctype, interlace)
             rgb, alpha = np.ascontiguousarray(data[..., :3]), (data[..., 3].copy() if ctype == 6 else None)
             # PNG can carry an eXIf orientation; honour it through Pillow's parser
             with Image.open(p) as im:
                 orientation = im.getexif().get(0x0112, 1)
             rgb, alpha = _apply_orientation(rgb, alpha, orientation)
         else:
-            with Image.open(p) as im:
-                im.seek(0)
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                rgb, alpha = _pil_to_float(im)
+            with warnings.catch_warnings():  # the size is checked below, with a message that says what to do
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(p)
+            with im:
+                _check_pixels(im.size)
+                bits = im.tag_v2.get(0x0102) if im.format == "TIFF" else None  # BitsPerSample
+                if bits and len(bits) >= 3 and max(bits) > 8:
+                    orientation = im.getexif().get(0x0112, 1)
+                    rgb, alpha = _apply_orientation(*_read_tiff_deep(p), orientation)
+                else:
+                    im.seek(0)
+                    im.load()
+                    im = ImageOps.exif_transpose(im)
+                    rgb, alpha = _pil_to_float(im)
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{p}: {e} (raise PIL.Image.MAX_IMAGE_PIXELS to read it if you trust the file)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
         if isinstance(e, ImageReadError):
             raise ImageReadError(f"{p}: {e}") from None
