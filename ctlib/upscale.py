@@ -55,10 +55,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from ._checks import check_int
-from .data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image, write_png
+from ._checks import atomic_write, check_device, check_int, check_output_dir
+from .data.io import IMAGE_EXTENSIONS, ImageReadError, is_deep_colour_tiff, list_images, read_image, write_png
 from .diffusion import prior_sample
 from .nn.denoiser import ResShiftDenoiser, build_official_denoiser, denoiser_from_checkpoint, upsample_lr
 from .samplers import SOLVERS, STOCHASTIC_SOLVERS, sample, solver_grid
@@ -85,6 +85,9 @@ __all__ = [
     "output_path",
     "collect_inputs",
     "UpscaleReport",
+    "UpscaleInterrupted",
+    "OUTPUT_MARK",
+    "is_upscale_output",
     "upscale_files",
     "add_upscale_parser",
     "cli_upscale",
@@ -264,7 +267,7 @@ def load_upscaler(
     """The denoiser to upscale with, in eval mode on ``device``: a kit checkpoint (default
     :data:`DEFAULT_CHECKPOINT`) or the official weights (``official_unet`` + ``official_vq``:
     ``resshift_realsrx4_s15_v1.pth`` and ``autoencoder_vq_f4.pth``)."""
-    device = _check_device(device)
+    device = check_device(device)
     if official_unet is not None or official_vq is not None:
         if checkpoint is not None:
             raise ValueError("give either checkpoint or official_unet + official_vq, not both")
@@ -281,16 +284,6 @@ def load_upscaler(
                 if checkpoint is None else "")
         raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
     return denoiser_from_checkpoint(path, device=device).eval()
-
-
-def _check_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device cpu)")
-    return dev
 
 
 def _model_device(denoiser: ResShiftDenoiser) -> torch.device:
@@ -547,6 +540,8 @@ def _probe(path: Path) -> tuple[bool, int]:
     try:
         with Image.open(path) as im:
             mode = im.mode
+            if is_deep_colour_tiff(im):
+                return False, 16
             if mode == "P":
                 palette = im.getpalette() or []
                 triples = np.asarray(palette[: len(palette) // 3 * 3]).reshape(-1, 3)
@@ -567,35 +562,48 @@ def read_for_upscale(path: str | os.PathLike) -> ImageForUpscale:
     return ImageForUpscale(rgb=rgb, alpha=alpha, gray=gray, bits=bits)
 
 
+#: The tEXt entry every output carries: files with it are never taken as inputs (``Software``).
+OUTPUT_MARK = ("Software", "ctlib upscale")
+
+
 def write_upscaled(path: str | os.PathLike, chw: torch.Tensor, *, bits: int = 8) -> Path:
-    """Write a ``(C, H, W)`` float image in [0, 1] (C = 1, 2, 3, 4) as a PNG, atomically (a temporary
-    file in the same folder, then a rename); 8-bit through Pillow, 16-bit through :func:`write_png`."""
+    """Write a ``(C, H, W)`` float image in [0, 1] (C = 1, 2, 3, 4) as a PNG marked as an output of
+    this command (:data:`OUTPUT_MARK`), atomically (:func:`ctlib.data.write_png`: a temporary file,
+    then a rename); 8-bit is converted to uint8 in bands (no float copy of the image) and saved by
+    Pillow, 16-bit goes through :func:`write_png`."""
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")
     out = Path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    mark = {OUTPUT_MARK[0]: OUTPUT_MARK[1]}
     C = chw.shape[0]
+    if bits == 16:
+        hwc = chw.permute(1, 2, 0).numpy()
+        if C == 2:  # 16-bit gray + alpha is not supported by write_png: keep the values, as RGBA
+            hwc = np.concatenate([np.repeat(hwc[:, :, :1], 3, axis=2), hwc[:, :, 1:]], axis=2)
+        return write_png(out, hwc, bits=16, text=mark)
+    u8 = np.empty((chw.shape[1], chw.shape[2], C), dtype=np.uint8)
+    for r in range(0, chw.shape[1], 256):  # in bands: no float copy of the whole image
+        band = chw[:, r:r + 256].clamp(0.0, 1.0).mul_(255.0).round_()
+        u8[r:r + 256] = band.to(torch.uint8).permute(1, 2, 0).numpy()
+    if C == 2:  # Pillow has no 8-bit LA from arrays of shape (H, W, 2) in all versions: build it
+        im = Image.merge("LA", [Image.fromarray(u8[:, :, 0], "L"), Image.fromarray(u8[:, :, 1], "L")])
+    else:
+        im = Image.fromarray(u8[:, :, 0] if C == 1 else u8, {1: "L", 3: "RGB", 4: "RGBA"}[C])
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*OUTPUT_MARK)
+    return atomic_write(out, lambda f: im.save(f, format="PNG", pnginfo=info))
+
+
+def is_upscale_output(path: str | os.PathLike) -> bool:
+    """True for a PNG written by :func:`write_upscaled` (it carries :data:`OUTPUT_MARK`)."""
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        return False
     try:
-        if bits == 8:
-            u8 = np.empty((chw.shape[1], chw.shape[2], C), dtype=np.uint8)
-            for r in range(0, chw.shape[1], 256):  # in bands: no float copy of the whole image
-                band = chw[:, r:r + 256].clamp(0.0, 1.0).mul_(255.0).round_()
-                u8[r:r + 256] = band.to(torch.uint8).permute(1, 2, 0).numpy()
-            if C == 2:  # Pillow has no 8-bit LA from arrays of shape (H, W, 2) in all versions: build it
-                im = Image.merge("LA", [Image.fromarray(u8[:, :, 0], "L"), Image.fromarray(u8[:, :, 1], "L")])
-            else:
-                im = Image.fromarray(u8[:, :, 0] if C == 1 else u8, {1: "L", 3: "RGB", 4: "RGBA"}[C])
-            im.save(tmp, format="PNG")
-        else:
-            hwc = chw.permute(1, 2, 0).numpy()
-            if C == 2:  # 16-bit gray + alpha is not supported by write_png: keep the values, as RGBA
-                hwc = np.concatenate([np.repeat(hwc[:, :, :1], 3, axis=2), hwc[:, :, 1:]], axis=2)
-            write_png(tmp, hwc, bits=16)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+        with Image.open(p) as im:
+            return str(im.info.get(OUTPUT_MARK[0], "")).startswith(OUTPUT_MARK[1])
+    except Exception:  # noqa: BLE001 - unreadable: not ours; reading it reports the real error
+        return False
 
 
 def output_path(source: str | os.PathLike, out_dir: str | os.PathLike, sf: int = 4) -> Path:
@@ -603,19 +611,18 @@ def output_path(source: str | os.PathLike, out_dir: str | os.PathLike, sf: int =
     return Path(out_dir) / f"{Path(source).stem}_x{sf}.png"
 
 
-def collect_inputs(specs: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+def _expand(specs: Sequence[str]) -> tuple[list[tuple[Path, bool]], list[tuple[str, str]]]:
     """Expand files, folders (their images, not recursive) and glob patterns, in the given order,
-    without duplicates.  Returns ``(files, problems)`` with ``(spec, reason)`` for specs that match
-    nothing."""
-    files: list[Path] = []
+    without duplicates: ``([(file, named explicitly?)], [(spec, reason)])``."""
+    files: list[tuple[Path, bool]] = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
 
-    def add(p: Path) -> None:
+    def add(p: Path, explicit: bool) -> None:
         key = p.resolve()
         if key not in seen:
             seen.add(key)
-            files.append(p)
+            files.append((p, explicit))
 
     for spec in specs:
         p = Path(spec)
@@ -624,39 +631,64 @@ def collect_inputs(specs: Sequence[str]) -> tuple[list[Path], list[tuple[str, st
             if not found:
                 problems.append((spec, f"folder has no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...)"))
             for f in found:
-                add(f)
+                add(f, False)
         elif p.is_file():
-            add(p)
+            add(p, True)
         elif glob.has_magic(spec):
             matches = sorted(glob.glob(spec))
             hits = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_EXTENSIONS]
             if not hits:
                 problems.append((spec, "pattern matches no image files"))
             for f in hits:
-                add(f)
+                add(f, False)
         else:
             problems.append((spec, "no such file or folder"))
     return files, problems
 
 
+def collect_inputs(specs: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files, folders (their images, not recursive) and glob patterns, in the given order,
+    without duplicates.  Returns ``(files, problems)`` with ``(spec, reason)`` for specs that match
+    nothing."""
+    files, problems = _expand(specs)
+    return [f for f, _ in files], problems
+
+
+class UpscaleInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`upscale_files`; ``report`` holds what was finished (complete files only)."""
+
+    def __init__(self, report: UpscaleReport) -> None:
+        self.report = report
+        super().__init__(f"interrupted after writing {len(report.written)} image(s)")
+
+
 @dataclass
 class UpscaleReport:
     """What :func:`upscale_files` did: ``written`` ``(input, output, seconds, (width, height))`` of each
-    output; ``failed`` ``(input, reason)``."""
+    output; ``failed`` ``(input, reason)``; ``skipped`` ``(input, reason)``: files found in folders
+    or globs that are outputs of an earlier upscale (never taken as inputs); ``not_done``: inputs
+    left when interrupted."""
 
     written: list[tuple[Path, Path, float, tuple[int, int]]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    not_done: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.not_done
 
     def summary(self) -> str:
-        """A table of per-image timings (seconds, seconds per megapixel of output)."""
+        """A table of per-image timings (seconds, seconds per megapixel of output), and the skipped files."""
+        lines = []
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} file(s) that are outputs of an earlier upscale "
+                         "(never taken as inputs):")
+            lines += [f"  {src}" for src, _ in self.skipped]
         if not self.written:
-            return "no image written"
+            return "\n".join([*lines, "no image written"])
         width = max(len(str(o)) for _, o, _, _ in self.written)
-        lines = [f"{'output':<{width}}  {'size':>11}  {'seconds':>8}  {'s/MP':>7}"]
+        lines.append(f"{'output':<{width}}  {'size':>11}  {'seconds':>8}  {'s/MP':>7}")
         for _src, out, seconds, (w, h) in self.written:
             lines.append(f"{str(out):<{width}}  {f'{w}x{h}':>11}  {seconds:8.2f}  {seconds / (w * h / 1e6):7.1f}")
         total = sum(s for _, _, s, _ in self.written)
@@ -679,45 +711,70 @@ def upscale_files(
     progress: bool = True,
     **kwargs: Any,
 ) -> UpscaleReport:
-    """Upscale files, folders and globs into ``out_dir`` as ``<stem>_x4.png``; never overwrites an
-    existing file unless ``overwrite``.  An unreadable or too-small image is reported and skipped,
-    the others are written.  ``kwargs`` go to :func:`upscale_tensor` (solver, nfe, rho, seed, tile,
-    overlap, batch).  Raises NotADirectoryError if ``out_dir`` exists and is not a folder."""
+    """Upscale files, folders and globs into ``out_dir`` as ``<stem>_x4.png``.
+
+    The rules of every command that writes: an existing file is never replaced unless ``overwrite``;
+    an input is never an output (an image whose output name is one of the inputs fails, whatever
+    ``overwrite`` says); outputs of an earlier upscale (PNGs carrying :data:`OUTPUT_MARK`) found in
+    folders or globs are skipped, and named explicitly they fail.  An unreadable or too-small image
+    is reported and skipped, the others are written; ``out_dir`` is created only when the first
+    image is written.  ``kwargs`` go to :func:`upscale_tensor` (solver, nfe, rho, seed, tile,
+    overlap, batch).  Raises NotADirectoryError if ``out_dir`` exists and is not a folder, and
+    :class:`UpscaleInterrupted` (a KeyboardInterrupt holding the report) on Ctrl-C: every file
+    written by then is complete, no partial file is left."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"the output folder is an existing file: {out}")
-    files, problems = collect_inputs([str(s) for s in inputs])
+    found, problems = _expand([str(s) for s in inputs])
     report = UpscaleReport(failed=list(problems))
+    files: list[Path] = []
+    for src, explicit in found:
+        if is_upscale_output(src):
+            if explicit:
+                report.failed.append((str(src), "is an output of ctlib upscale; it is not upscaled again "
+                                                "(copy it under another name without its 'Software' text to do so)"))
+            else:
+                report.skipped.append((str(src), "an output of an earlier upscale"))
+        else:
+            files.append(src)
+    reading = {f.resolve(): f for f in files}
     planned: dict[Path, Path] = {}
     todo: list[tuple[Path, Path]] = []
     for src in files:
         dst = output_path(src, out, denoiser.sf)
-        if dst in planned:
+        if dst.resolve() in reading:
+            report.failed.append((str(src), f"its output {dst} is one of the inputs, which are never overwritten; "
+                                            "choose another --out"))
+        elif dst in planned:
             report.failed.append((str(src), f"its output name {dst.name} is also that of {planned[dst]}; rename one"))
         elif dst.exists() and not overwrite:
             report.failed.append((str(src), f"output exists: {dst} (pass --overwrite to replace it)"))
         else:
             planned[dst] = src
             todo.append((src, dst))
-    if todo:
-        out.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
     bar = tqdm(todo, desc="upscale", unit="image", disable=not progress)
-    for src, dst in bar:
-        bar.set_postfix_str(src.name)
-        start = time.perf_counter()
-        try:
-            loaded = read_for_upscale(src)
-            alpha = None if loaded.alpha is None else torch.from_numpy(loaded.alpha)
-            chw = _upscale_channels(torch.from_numpy(loaded.rgb).permute(2, 0, 1), alpha, loaded.gray, denoiser,
-                                    progress=progress, **kwargs)
-            write_upscaled(dst, chw, bits=loaded.bits)
-        except (OSError, ValueError, RuntimeError) as err:
-            report.failed.append((str(src), str(err).replace(f"{src}: ", "", 1)))
-            continue
-        report.written.append((src, dst, time.perf_counter() - start, (int(chw.shape[2]), int(chw.shape[1]))))
-    bar.close()
+    try:
+        for src, dst in bar:
+            bar.set_postfix_str(src.name)
+            start = time.perf_counter()
+            try:
+                loaded = read_for_upscale(src)
+                alpha = None if loaded.alpha is None else torch.from_numpy(loaded.alpha)
+                chw = _upscale_channels(torch.from_numpy(loaded.rgb).permute(2, 0, 1), alpha, loaded.gray, denoiser,
+                                        progress=progress, **kwargs)
+                write_upscaled(dst, chw, bits=loaded.bits)  # creates out_dir with the first image
+            except (OSError, ValueError, RuntimeError, MemoryError) as err:
+                report.failed.append((str(src), str(err).replace(f"{src}: ", "", 1)))
+                continue
+            report.written.append((src, dst, time.perf_counter() - start, (int(chw.shape[2]), int(chw.shape[1]))))
+    except KeyboardInterrupt:
+        finished = {str(src) for src, _, _, _ in report.written} | {src for src, _ in report.failed}
+        report.not_done = [str(src) for src, _ in todo if str(src) not in finished]
+        raise UpscaleInterrupted(report) from None
+    finally:
+        bar.close()
     return report
 
 
@@ -729,11 +786,15 @@ def add_upscale_parser(subparsers: Any) -> argparse.ArgumentParser:
     up = subparsers.add_parser(
         "upscale", help="upscale images x4 (files, folders, globs) into --out as <name>_x4.png",
         description="Upscale images x4 with the shipped model (or a checkpoint, or the official weights). "
-                    "Exit status: 0 when every image was written, 1 when some failed (they are listed), "
-                    "2 for a usage error.",
+                    "Exit status: 0 when every image was written, 1 when some failed (they are listed; the "
+                    "others are written), 2 for a usage or environment error (bad setting, unusable --out, "
+                    "model or device missing; found before any image is read), 130 when interrupted (the "
+                    "images written are complete). Existing files are never replaced without --overwrite, "
+                    "an input is never an output, and outputs of an earlier upscale (marked in their PNG "
+                    "text) are never taken as inputs.",
     )
     up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    up.add_argument("--out", required=True, help="output folder (created if missing)")
+    up.add_argument("--out", required=True, help="output folder (created when the first image is written)")
     up.add_argument("--checkpoint", help=f"kit checkpoint (default {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)})")
     up.add_argument("--official-unet", help="resshift_realsrx4_s15_v1.pth (with --official-vq)")
     up.add_argument("--official-vq", help="autoencoder_vq_f4.pth (with --official-unet)")
@@ -756,16 +817,20 @@ def add_upscale_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cli_upscale(args: argparse.Namespace) -> int:
-    """Run ``python -m ctlib upscale``: 0 when every image was written, 1 when some failed, 2 for a
-    usage error (bad --out, model not found, bad settings)."""
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        print(f"error: --out {out} is an existing file, not a folder", file=sys.stderr)
-        return 2
-    if args.tile < 0:
-        print(f"error: --tile must be >= 0 (0: no tiling), got {args.tile}", file=sys.stderr)
-        return 2
+    """Run ``python -m ctlib upscale``.  Exit status: 0 every image written; 1 some failed (listed; the
+    others are written); 2 a usage or environment error found before any image is read (bad setting,
+    --out unusable, model or device missing); 130 interrupted (Ctrl-C: the images written so far are
+    complete, the rest are listed, no partial file is left)."""
     try:
+        out = check_output_dir(args.out)
+        if args.tile < 0:
+            raise ValueError(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
+        check_int(args.batch, "--batch", minimum=1)
+        check_int(args.seed, "--seed", minimum=0)
+        check_int(args.overlap, "--overlap", minimum=0)
+        if args.threads is not None:
+            check_int(args.threads, "--threads", minimum=1)
+        check_device(args.device, "--device")
         denoiser = load_upscaler(args.checkpoint, official_unet=args.official_unet, official_vq=args.official_vq,
                                  device=args.device)
         # validate the sampling settings once, before any image is read
@@ -775,19 +840,25 @@ def cli_upscale(args: argparse.Namespace) -> int:
             tile_layout(MIN_SIDE, MIN_SIDE, tile, args.overlap)
             if tile % denoiser.lr_multiple:
                 raise ValueError(f"--tile must be a multiple of {denoiser.lr_multiple} for this model, got {tile}")
-        check_int(args.batch, "--batch", minimum=1)
         if args.threads is not None:
-            torch.set_num_threads(check_int(args.threads, "--threads", minimum=1))
-        check_int(args.seed, "--seed", minimum=0)
-        check_int(args.overlap, "--overlap", minimum=0)
+            torch.set_num_threads(args.threads)
     except (ValueError, FileNotFoundError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = upscale_files(
-        args.inputs, out, denoiser, overwrite=args.overwrite, progress=not args.no_progress,
-        solver=args.solver, nfe=args.nfe, rho=args.rho, seed=args.seed, tile=tile, overlap=args.overlap,
-        batch=args.batch,
-    )
+    try:
+        report = upscale_files(
+            args.inputs, out, denoiser, overwrite=args.overwrite, progress=not args.no_progress,
+            solver=args.solver, nfe=args.nfe, rho=args.rho, seed=args.seed, tile=tile, overlap=args.overlap,
+            batch=args.batch,
+        )
+    except UpscaleInterrupted as stop:
+        report = stop.report
+        print(report.summary())
+        if report.failed:
+            print(report.failures(), file=sys.stderr)
+        print(f"interrupted (Ctrl-C): the {len(report.written)} image(s) above are complete; not done "
+              f"({len(report.not_done)}): {', '.join(report.not_done)}; no partial file was left", file=sys.stderr)
+        return 130
     print(report.summary())
     if not report.ok:
         print(report.failures(), file=sys.stderr)

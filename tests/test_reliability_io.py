@@ -42,7 +42,8 @@ def _png16_adam7(arr: np.ndarray) -> bytes:
     for k, (x0, y0, dx, dy) in enumerate(ADAM7):
         sub = arr[y0::dy, x0::dx]
         if sub.size:
-            data += _filtered(sub.astype(">u2").reshape(sub.shape[0], -1).view(np.uint8), 2 * c, k)
+            rows = np.ascontiguousarray(sub, dtype=">u2").reshape(sub.shape[0], -1).view(np.uint8)
+            data += _filtered(rows, 2 * c, k)
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 1))
             + _chunk(b"IDAT", zlib.compress(data)) + _chunk(b"IEND", b""))

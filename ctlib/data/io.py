@@ -218,6 +218,15 @@ def _read_tiff_deep(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(f[:, :, :3]), (np.ascontiguousarray(f[:, :, 3]) if f.shape[2] > 3 else None)
 
 
+def is_deep_colour_tiff(im: Image.Image) -> bool:
+    """True for an open TIFF with 3 or more samples per pixel of more than 8 bits (BitsPerSample)."""
+    if im.format != "TIFF":
+        return False
+    bits = im.tag_v2.get(0x0102, (8,))
+    bits = tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
+    return len(bits) >= 3 and max(bits) > 8
+
+
 def _check_pixels(size: tuple[int, int]) -> None:
     """Refuse an image over Pillow's decompression-bomb limit before decoding it (a file that says it
     is 30000 x 30000 would otherwise take gigabytes, or abort a whole batch with Pillow's error)."""
@@ -296,8 +305,7 @@ def read_image(
                 im = Image.open(p)
             with im:
                 _check_pixels(im.size)
-                bits = im.tag_v2.get(0x0102) if im.format == "TIFF" else None  # BitsPerSample
-                if bits and len(bits) >= 3 and max(bits) > 8:
+                if is_deep_colour_tiff(im):
                     orientation = im.getexif().get(0x0112, 1)
                     rgb, alpha = _apply_orientation(*_read_tiff_deep(p), orientation)
                 else:
@@ -500,25 +508,34 @@ def _png_chunk(ctype: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
 
 
-def write_png(path: str | os.PathLike, img: np.ndarray | torch.Tensor, *, bits: int = 8) -> Path:
+def write_png(
+    path: str | os.PathLike, img: np.ndarray | torch.Tensor, *, bits: int = 8, text: dict[str, str] | None = None
+) -> Path:
     """Write an image as PNG: float in [0, 1] (clamped), uint8 or uint16; HWC numpy or CHW tensor.
 
     ``bits=8`` writes through Pillow; ``bits=16`` writes 16-bit grayscale / RGB / RGBA with a
     small built-in encoder (Pillow cannot write 16-bit colour PNG). Values are clamped to
-    [0, 1] and rounded to the nearest code. Parent folders are created.
+    [0, 1] and rounded to the nearest code.  ``text``: tEXt chunks (Latin-1 keyword -> value).
+    The file is written atomically (a temporary file, then a rename: an interruption never
+    leaves half a PNG under ``path``); parent folders are created.
     """
+    from PIL import PngImagePlugin
+
+    from .._checks import atomic_write
+
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")
     a = _as_hwc_float(img)
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     channels = a.shape[2]
     if bits == 8:
         u8 = np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
         mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-        arr = u8[:, :, 0] if channels == 1 else u8
-        Image.fromarray(arr, mode=mode).save(out, format="PNG", compress_level=9)
-        return out
+        im = Image.fromarray(u8[:, :, 0] if channels == 1 else u8, mode=mode)
+        info = PngImagePlugin.PngInfo()
+        for key, value in (text or {}).items():
+            info.add_text(key, value)
+        return atomic_write(out, lambda f: im.save(f, format="PNG", compress_level=9, pnginfo=info))
     u16 = np.clip(np.round(a * 65535.0), 0, 65535).astype(">u2")
     h, w = u16.shape[:2]
     colour_type = {1: 0, 3: 2, 4: 6}[channels]
@@ -527,8 +544,9 @@ def write_png(path: str | os.PathLike, img: np.ndarray | torch.Tensor, *, bits: 
     png = (
         _PNG_SIGNATURE
         + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+        + b"".join(_png_chunk(b"tEXt", k.encode("latin-1") + b"\x00" + v.encode("latin-1"))
+                   for k, v in (text or {}).items())
         + _png_chunk(b"IDAT", zlib.compress(raw, 9))
         + _png_chunk(b"IEND", b"")
     )
-    out.write_bytes(png)
-    return out
+    return atomic_write(out, lambda f: f.write(png))
