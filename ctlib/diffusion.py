@@ -40,6 +40,7 @@ __all__ = [
     "pf_drift",
     "reverse_sde_drift_eta",
     "pf_exact_step",
+    "pf_final_step",
     "scale_input",
     "randn_like",
     "forward_chain",
@@ -185,6 +186,22 @@ def pf_exact_step(
     ratio = (eb / ea) ** 0.5
     e0_hat = y - x0_hat
     return x0_hat + eb * e0_hat + ratio * (x_a - x0_hat - ea * e0_hat)
+
+
+def pf_final_step(x_a: torch.Tensor, x0_hat: torch.Tensor, y: torch.Tensor, eta_a: Scalar) -> torch.Tensor:
+    r"""The step into eta = 0 that is second-order consistent: Euler on dx/d eta from eta_a to 0,
+
+    ``x_0 = x_a - eta_a pf_drift_eta(x_a, x0_hat, y, eta_a) = (x_a + (1 + eta_a) x0_hat - eta_a y) / 2``,
+
+    i.e. x0_hat plus *half* of the state's residual ``x_a - x0_hat - eta_a (y - x0_hat)``.  Why half: along
+    a smooth solution write ``x = x0_hat + eta (y - x0_hat) + eta g + O(eta^2)``; the ODE then forces
+    ``d x0_hat / d eta = -g/2`` at eta = 0, so ``x(0) = x0_hat(0) = x0_hat(eta_a) + eta_a g/2 + O(eta_a^2)``,
+    which is this step.  Holding x0_hat fixed (``pf_exact_step`` to 0, which returns x0_hat) is off by
+    ``O(eta_a)`` instead.  On the official schedule ``alpha(1/T) / T = eta_1``, so the report's Euler
+    step in t from t = 1/T into 0 is this same step.
+    """
+    ea = as_batch(eta_a, x_a, "eta_a")
+    return x_a - ea * pf_drift_eta(x_a, x0_hat, y, ea)
 
 
 def scale_input(x_t: torch.Tensor, eta: Scalar, kappa: float, latent: bool = True) -> torch.Tensor:

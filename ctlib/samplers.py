@@ -23,31 +23,38 @@ Solvers (``solver=`` in :func:`sample`; evaluations per call in brackets):
                     fixed over the step (``pf_exact_step``; the deterministic, DDIM-like counterpart
                     of ResShift) [one per step].
 ``exp2m``           second-order multistep exponential integrator (DPM-Solver++(2M) in spirit):
-                    integrating factor ``sqrt(eta)`` and x0_hat linear in ``eta`` through the last two
-                    evaluations, integrated exactly (:func:`exp2m_step`; the derivation is in
-                    notebook 04); the first step is ``exp1`` [one per step].
-``exp2m_sqrt``      the same with x0_hat linear in ``sqrt(eta)``, except for the step into eta = 0,
-                    which extrapolates in eta as ``exp2m`` does (x0_hat is smooth in eta, flat in
-                    sqrt(eta) at 0: a line in sqrt(eta) would leave an error floor there).  On the
-                    toy (``benchmarks/solvers_toy.py``) it is about 2x more accurate than ``exp2m``
-                    on the rho = 4, 8 grids at nfe = 5-15, within 15% of it on the mirrored grids,
-                    and worse (official schedule) or better (report's) at rho = 1 [one per step].
+                    x0_hat linear in ``eta`` through the last two evaluations, integrated exactly
+                    (:func:`exp_multistep_step`; derived in notebook 04); the first step is ``exp1``
+                    [one per step].
+``exp2m_sqrt``      the same with x0_hat linear in ``sqrt(eta)``.
+``exp3m``           third order: x0_hat quadratic in ``eta`` through the last three evaluations; its
+                    first step is an exp1 prediction corrected with the evaluation it needs anyway at
+                    the next grid point (so it costs nothing and keeps order 3) [one per step].
 ``euler_maruyama``  Euler–Maruyama on the reverse SDE in eta,
                     ``x <- x + d_eta (y - x0_hat + (x - (1-eta) x0_hat - eta y)/eta) + kappa sqrt(|d_eta|) z``;
                     the step into eta = 0 adds no noise (it lands exactly on x0_hat) [one per step].
 
-How ``nfe`` maps to steps (:func:`solver_grid`): ``euler``, ``exp1``, ``exp2m(_sqrt)`` and
+How ``nfe`` maps to steps (:func:`solver_grid`): ``euler``, ``exp1``, ``exp2m(_sqrt)``, ``exp3m`` and
 ``euler_maruyama`` take ``nfe`` steps on ``rho_grid(nfe, rho, T)`` (``nfe - 1`` steps down to 1/T
 plus the final step into 0: Euler with nfe = 15 evaluates at t = 15/15, ..., 1/15 for rho = 1).
 ``heun`` with an odd ``nfe`` takes ``(nfe - 1)/2`` Heun steps plus the final Euler step (nfe = 15:
-7 + 1, erratum 7); with an even ``nfe`` the step into 1/T is an Euler step too
-(``nfe/2 - 1`` Heun steps + 2 Euler steps).
+7 + 1, the report's variant, erratum 7); with an even ``nfe`` its grid has one point more and its
+shortest step (before the final one) is an Euler step (:func:`heun_euler_step`).
 
-The final step into t = 0 is always taken from the last grid point (1/T for rho > 0, 1 - t_1 for
-rho < 0), so its error does not shrink with ``nfe``: Euler's final step with the official schedule
-(``alpha(1/T) = T eta_1``, a secant step in eta) leaves half of the remaining noise in place, while
-``exp1``/``exp2m`` land on (an extrapolation of) x0_hat.  Orders of convergence are therefore
-measured at the last grid point before 0 (``ts[:-1]``).
+End points.  The last step, into t = 0, starts at the last grid point ``t_last`` (1/T for rho > 0,
+``1 - t_1`` for rho < 0), so its error does not shrink with ``nfe``.  Each deterministic solver
+therefore converges, as nfe grows, to *the exact PF-ODE down to t_last followed by its final step*:
+
+* ``euler``, ``heun``: the report's Euler step in t (on the official schedule ``alpha(1/T) = T eta_1``,
+  so it is the secant step in eta, i.e. :func:`~ctlib.diffusion.pf_final_step`);
+* ``exp1``: x0_hat held fixed (:func:`~ctlib.diffusion.pf_exact_step` into 0 lands on x0_hat);
+* ``exp2m``, ``exp2m_sqrt``, ``exp3m``: :func:`~ctlib.diffusion.pf_final_step`, Euler in eta, which is
+  off the exact x(0) by O(eta_a^2) where holding x0_hat is off by O(eta_a).  A polynomial
+  extrapolation of x0_hat into eta = 0 is *not* used: as nfe grows it converges to
+  ``x0_hat - eta_a dx0_hat/d eta``, neither x0_hat nor the exact end point.
+
+``tests/test_samplers_convergence.py`` measures the error against these end points at nfe = 15, 31,
+61 on the exact toy for both schedules and rho in {1, 4, 8, -4, -8}.
 """
 
 from __future__ import annotations
@@ -80,6 +87,14 @@ __all__ = [
     "sample_heun",
     "sample_exp1",
     "sample_exp2m",
+    "sample_exp3m",
+    "sample_exp_multistep",
+    "exp_moments",
+    "exp_multistep_weights",
+    "exp_multistep_step",
+    "EXP_VARIABLES",
+    "EXP_MULTISTEP",
+    "FINAL_STEPS",
     "sample_euler_maruyama",
     "exp2m_step",
     "exp2m_weight",
@@ -90,7 +105,9 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict[str, Any]], None]
 Noise = torch.Tensor | Sequence[torch.Tensor] | None
 
-SOLVERS: tuple[str, ...] = ("resshift", "euler", "heun", "exp1", "exp2m", "exp2m_sqrt", "euler_maruyama")
+SOLVERS: tuple[str, ...] = ("resshift", "euler", "heun", "exp1", "exp2m", "exp2m_sqrt", "exp3m", "euler_maruyama")
+#: solver -> (order of the exponential multistep family, variable x0_hat is interpolated in)
+EXP_MULTISTEP: dict[str, tuple[int, str]] = {"exp2m": (2, "eta"), "exp2m_sqrt": (2, "sqrt_eta"), "exp3m": (3, "eta")}
 STOCHASTIC_SOLVERS: tuple[str, ...] = ("resshift", "euler_maruyama")
 
 
@@ -243,25 +260,26 @@ def sample_heun(
     ts,
     *,
     schedule,
-    euler_tail: int = 0,
+    euler_step: int | None = None,
     callback: Callback | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Heun on the PF-ODE in t:  ``x' = x + h d(x, t_i)``, ``x <- x + h (d(x, t_i) + d(x', t_{i+1}))/2``.
+    """Heun (explicit trapezoid) on the PF-ODE in t:  ``x' = x + h pf_drift(x, t_i)``,
+    ``x <- x + h (pf_drift(x, t_i) + pf_drift(x', t_{i+1}))/2``; the step into t = 0 is a plain Euler
+    step (the report's rule: the drift cannot be evaluated at eta = 0).
 
-    A step into t = 0 is a plain Euler step (the report's rule), and so are the last ``euler_tail``
-    steps (the dispatcher uses ``euler_tail = 2`` to spend an even nfe).
+    End point: the exact PF-ODE to the last grid point, then the report's Euler step into 0.
+    ``euler_step = i`` makes step i an Euler step too (one evaluation fewer for one more grid point):
+    ``sample`` spends an even nfe that way, on the grid's shortest step (:func:`heun_euler_step`).
     """
     ts = check_grid(ts)
     eta, alpha = _levels(schedule, ts)
-    n_steps = len(ts) - 1
-    euler_tail = check_int(euler_tail, "euler_tail", minimum=0)
-    for i in trange(n_steps, disable=not progress, desc="heun"):
+    for i in trange(len(ts) - 1, disable=not progress, desc="heun"):
         h = float(ts[i + 1] - ts[i])
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
         p, q, r = _drift_coefficients(float(eta[i]), float(alpha[i]))
-        x_next = _combine((1 + h * p, x), (-h * q, x0_hat), (h * r, y))  # x' = x + h d
-        if ts[i + 1] > 0 and i < n_steps - euler_tail:
+        x_next = _combine((1 + h * p, x), (-h * q, x0_hat), (h * r, y))  # x' = x + h pf_drift
+        if ts[i + 1] > 0 and i != euler_step:
             x0_hat_2 = _denoise(denoiser, x_next, float(ts[i + 1]), y)
             p2, q2, r2 = _drift_coefficients(float(eta[i + 1]), float(alpha[i + 1]))
             # x + h/2 (d + d'),  d' = p2 x' - q2 x0_hat' + r2 y
@@ -270,6 +288,15 @@ def sample_heun(
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
+
+
+def heun_euler_step(ts) -> int:
+    """The step an even-nfe Heun run takes as an Euler step: the shortest step before the final one
+    (the first of equal ones), where Euler's local error is smallest."""
+    h = -np.diff(check_grid(ts))[:-1]
+    if h.size == 0:
+        raise ValueError("an even-nfe Heun run needs at least one step before the final one")
+    return int(np.flatnonzero(h <= h.min() * (1 + 1e-9))[0])  # equal up to rounding: the first
 
 
 def _exact_step_coefficients(eta_a: float, eta_b: float) -> tuple[float, float, float]:
@@ -303,28 +330,109 @@ def sample_exp1(
     return x
 
 
-EXP2M_VARIABLES: tuple[str, ...] = ("eta", "sqrt_eta")
+EXP_VARIABLES: tuple[str, ...] = ("eta", "sqrt_eta", "log_eta")
+EXP2M_VARIABLES = EXP_VARIABLES  # the name earlier versions exported
+FINAL_STEPS: tuple[str, ...] = ("hold", "euler_eta")
+
+
+def _check_variable(variable: str) -> str:
+    if variable not in EXP_VARIABLES:
+        raise ValueError(f"variable must be one of {EXP_VARIABLES}, got {variable!r}")
+    return variable
+
+
+_GAUSS_LEGENDRE = np.polynomial.legendre.leggauss(32)  # nodes and weights on [-1, 1]
+
+
+def exp_moments(eta_a: float, eta_b: float, variable: str = "eta", degree: int = 2) -> np.ndarray:
+    r"""The moments ``M_k = s_b \int_{s_a}^{s_b} (v(s) - v_a)^k (1 + s^{-2}) ds``, k = 0..degree (s = sqrt(eta)).
+
+    ``v`` is the variable x0_hat is interpolated in: ``eta``, ``sqrt_eta`` (= s) or ``log_eta``.  In s
+    the PF-ODE reads ``d(x/s)/ds = y - x0_hat (1 + s^{-2})``, so one step from eta_a to eta_b is exactly
+
+        x_b = (s_b/s_a) x_a + s_b (s_b - s_a) y - s_b \int_{s_a}^{s_b} x0_hat(s) (1 + s^{-2}) ds,
+
+    and when x0_hat is the polynomial ``sum_k c_k (v - v_a)^k`` the integral is ``sum_k c_k M_k``.
+
+    How: with ``s = s_a e^{-tau}`` (tau from 0 to ``h = ln(s_a/s_b)``, the step in log-noise) the
+    integral is ``M_k = -\int_0^h (v - v_a)^k (s_a s_b e^{-tau} + e^{tau - h}) dtau``, a smooth integrand
+    on a finite interval: 32-point Gauss-Legendre is exact to rounding for any step a sampler takes
+    (h < 20).  Into eta_b = 0 the limit is ``M_k = -(v(0) - v_a)^k`` (``M_0 = -1``, ``M_1 = v_a``);
+    ``log_eta`` has no limit there.
+    """
+    _check_variable(variable)
+    degree = check_int(degree, "degree", minimum=0)
+    s_a, s_b = math.sqrt(eta_a), math.sqrt(eta_b)
+    k = np.arange(degree + 1)
+    if eta_b == 0:
+        if variable == "log_eta":
+            raise ValueError("x0_hat interpolated in log(eta) cannot be integrated into eta = 0")
+        v0_minus_va = -eta_a if variable == "eta" else -s_a
+        return -(v0_minus_va ** k)
+    h = math.log(s_a / s_b)
+    nodes, weights = _GAUSS_LEGENDRE
+    tau, w = h * (nodes + 1) / 2, weights * h / 2
+    dv = {"eta": eta_a * np.expm1(-2 * tau), "sqrt_eta": s_a * np.expm1(-tau), "log_eta": -2 * tau}[variable]
+    kernel = s_a * s_b * np.exp(-tau) + np.exp(tau - h)
+    return -(dv[None, :] ** k[:, None] * kernel[None, :]) @ w
+
+
+def exp_multistep_weights(
+    etas: Sequence[float], eta_b: float, variable: str = "eta", eta_a: float | None = None
+) -> np.ndarray:
+    r"""Weights ``w_j`` of one exponential step from ``eta_a`` to ``eta_b``:
+
+        x_b = (s_b/s_a) x_a + s_b (s_b - s_a) y - sum_j w_j x0_hat_j,
+
+    where x0_hat_j was evaluated at ``etas[j]`` and x0_hat is taken as the polynomial in ``variable``
+    through them (Lagrange basis ``l_j``): ``w_j = sum_k [l_j]_k M_k`` with :func:`exp_moments`.
+    ``eta_a`` defaults to ``etas[0]`` (a multistep step: the current point, then older ones).  One
+    node gives ``pf_exact_step`` (``w_0 = M_0``), two give :func:`exp2m_step`, three ``exp3m``; a node
+    at ``eta_b`` itself gives an implicit (corrector) step.
+    """
+    _check_variable(variable)
+    eta_a = float(etas[0]) if eta_a is None else float(eta_a)
+    to_v = {"eta": np.asarray, "sqrt_eta": np.sqrt, "log_eta": np.log}[variable]
+    w = to_v(np.asarray(etas, dtype=np.float64)) - to_v(np.float64(eta_a))  # nodes in the variable v - v_a
+    if len(set(w.tolist())) != len(w):
+        raise ValueError(f"the multistep nodes must be distinct, got etas {list(etas)}")
+    moments = exp_moments(eta_a, float(eta_b), variable, degree=len(w) - 1)
+    weights = np.empty(len(w))
+    for j in range(len(w)):
+        others = np.delete(w, j)
+        basis = np.polynomial.polynomial.polyfromroots(others) / np.prod(w[j] - others)  # l_j in powers of v - v_a
+        weights[j] = float(np.dot(basis, moments))
+    return weights
+
+
+def exp_multistep_step(
+    x_a: torch.Tensor,
+    x0_hats: Sequence[torch.Tensor],
+    y: torch.Tensor,
+    etas: Sequence[float],
+    eta_b: float,
+    variable: str = "eta",
+) -> torch.Tensor:
+    r"""One step of the exponential multistep family from ``eta_a = etas[0]`` to ``eta_b``: the PF-ODE
+    integrated exactly with x0_hat the polynomial in ``variable`` (eta or sqrt(eta)) through the
+    evaluations ``x0_hats[j]`` at ``etas[j]`` (newest first; :func:`exp_multistep_weights`)."""
+    if len(x0_hats) != len(etas):
+        raise ValueError(f"one eta per x0_hat: got {len(x0_hats)} x0_hats and {len(etas)} etas")
+    s_a, s_b = math.sqrt(etas[0]), math.sqrt(eta_b)
+    weights = exp_multistep_weights(etas, eta_b, variable)
+    return _combine((s_b / s_a, x_a), (s_b * (s_b - s_a), y), *((-float(wj), x0) for wj, x0 in zip(weights, x0_hats)))
 
 
 def exp2m_weight(eta_a: float, eta_b: float, variable: str = "eta") -> float:
-    r"""The exact weight ``W`` of the slope of x0_hat in one PF-ODE step from eta_a to eta_b (s = sqrt(eta)):
+    r"""The exact weight ``W = M_1`` of the slope of x0_hat in one PF-ODE step from eta_a to eta_b
+    (:func:`exp_moments`; s = sqrt(eta)):
 
     * ``variable="eta"`` (x0_hat linear in eta):
-      ``W = s_b \int_{s_a}^{s_b} (s^2 - s_a^2)(1 + s^{-2}) ds
-      = s_b (s_b^3 - s_a^3)/3 + (1 - eta_a)(eta_b - s_a s_b) + eta_a (1 - s_b/s_a)``, -> ``eta_a`` as eta_b -> 0;
+      ``W = s_b (s_b^3 - s_a^3)/3 + (1 - eta_a)(eta_b - s_a s_b) + eta_a (1 - s_b/s_a)``, -> ``eta_a`` as eta_b -> 0;
     * ``variable="sqrt_eta"`` (x0_hat linear in s):
-      ``W = s_b \int_{s_a}^{s_b} (s - s_a)(1 + s^{-2}) ds = s_b (s_b - s_a)^2/2 + s_b ln(s_b/s_a) + s_a - s_b``,
-      -> ``s_a`` as eta_b -> 0.
-
-    See :func:`exp2m_step`.
+      ``W = s_b (s_b - s_a)^2/2 + s_b ln(s_b/s_a) + s_a - s_b``, -> ``s_a`` as eta_b -> 0.
     """
-    s_a, s_b = math.sqrt(eta_a), math.sqrt(eta_b)
-    if variable == "eta":
-        return s_b * (s_b**3 - s_a**3) / 3.0 + (1.0 - eta_a) * (eta_b - s_a * s_b) + eta_a * (1.0 - s_b / s_a)
-    if variable == "sqrt_eta":
-        log_term = s_b * math.log(s_b / s_a) if s_b > 0 else 0.0
-        return s_b * (s_b - s_a) ** 2 / 2.0 + log_term + s_a - s_b
-    raise ValueError(f"variable must be one of {EXP2M_VARIABLES}, got {variable!r}")
+    return float(exp_moments(eta_a, eta_b, variable, degree=1)[1])
 
 
 def exp2m_step(
@@ -337,22 +445,83 @@ def exp2m_step(
     eta_b: float,
     variable: str = "eta",
 ) -> torch.Tensor:
-    r"""One exp2m step from eta_a to eta_b (eta_b may be 0): exact when x0_hat is linear in ``variable``.
+    r"""One exp2m step from eta_a to eta_b: exact when x0_hat is linear in ``variable``.
 
-    With ``s = sqrt(eta)`` the PF-ODE reads ``d(x/s)/ds = y - x0_hat (1 + s^{-2})``.  Taking
-    ``x0_hat = x0_a + (v - v_a) D`` with ``v = eta`` (or ``v = s``) and
-    ``D = (x0_a - x0_prev)/(v_a - v_prev)``, and integrating exactly:
+    With ``x0_hat = x0_a + (v - v_a) D``, ``D = (x0_a - x0_prev)/(v_a - v_prev)`` (v = eta or sqrt(eta)):
 
         x_b = pf_exact_step(x_a, x0_a, y, eta_a, eta_b) - exp2m_weight(eta_a, eta_b, variable) D.
 
-    At ``eta_b = 0`` this is ``x0_a - (v_a - 0) D``: x0_hat extrapolated linearly to eta = 0.
+    (The samplers never take this step into eta_b = 0, where it would extrapolate x0_hat linearly to 0:
+    see :func:`sample_exp_multistep`.)
     """
-    if variable == "eta":
-        v_prev, v_a = eta_prev, eta_a
-    else:
-        v_prev, v_a = math.sqrt(eta_prev), math.sqrt(eta_a)
+    to_v = {"eta": float, "sqrt_eta": math.sqrt, "log_eta": math.log}[_check_variable(variable)]
+    v_prev, v_a = to_v(eta_prev), to_v(eta_a)
     slope = (x0_a - x0_prev) / (v_a - v_prev)
     return pf_exact_step(x_a, x0_a, y, eta_a, eta_b) - exp2m_weight(eta_a, eta_b, variable) * slope
+
+
+@torch.no_grad()
+def sample_exp_multistep(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts,
+    *,
+    schedule,
+    order: int = 2,
+    variable: str = "eta",
+    final_step: str = "euler_eta",
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Exponential multistep integrator of order ``order`` (:func:`exp_multistep_step`): step i
+    interpolates x0_hat through the last ``min(order, i + 1)`` evaluations (so the first step is exp1,
+    the second exp2m, ...).
+
+    The step into eta = 0 is never a polynomial extrapolation (it would converge, as nfe grows, to
+    ``x0_hat - eta_a dx0_hat/d eta``, neither x0_hat nor the ODE's end point, with a first-order
+    error): ``final_step="euler_eta"`` takes :func:`~ctlib.diffusion.pf_final_step` (second-order
+    consistent, error O(eta_a^2) from the exact state), ``"hold"`` holds x0_hat fixed (lands on
+    x0_hat, error O(eta_a)).  End point: the exact PF-ODE to the last grid point, then that step.
+    """
+    _check_variable(variable)
+    order = check_int(order, "order", minimum=1)
+    if final_step not in FINAL_STEPS:
+        raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}")
+    ts = check_grid(ts)
+    eta, _ = _levels(schedule, ts)
+    history: list[tuple[float, torch.Tensor]] = []  # (eta_j, x0_hat_j), newest first
+    name = {1: "exp1", 2: "exp2m", 3: "exp3m"}.get(order, f"exp{order}m")
+    pending = None  # x0_hat at the current state, when the start-up corrector already has it
+    for i in trange(len(ts) - 1, disable=not progress, desc=name if variable == "eta" else name + "_sqrt"):
+        x0_hat = _denoise(denoiser, x, float(ts[i]), y) if pending is None else pending
+        pending = None
+        history = [(float(eta[i]), x0_hat), *history][:order]
+        if i == 0 and order >= 3 and eta[i + 1] > 0:
+            # start-up corrector: an exp1 prediction of x_1, x0_hat there, then the step again with
+            # x0_hat linear between both ends (local error O(h^3) instead of exp1's O(h^2), which
+            # would cap the method at order 2).  The evaluation at x_1 is the next step's x0_hat.
+            e_a, e_b = float(eta[0]), float(eta[1])
+            x_pred = exp_multistep_step(x, [x0_hat], y, [e_a], e_b, variable)
+            pending = _denoise(denoiser, x_pred, float(ts[1]), y)
+            w_b, w_a = exp_multistep_weights([e_b, e_a], e_b, variable, eta_a=e_a)
+            s_a, s_b = math.sqrt(e_a), math.sqrt(e_b)
+            x_next = _combine((s_b / s_a, x), (s_b * (s_b - s_a), y), (-float(w_a), x0_hat), (-float(w_b), pending))
+            _report(callback, i, ts, x, x_next, x0_hat)
+            x = x_next
+            continue
+        if eta[i + 1] == 0 and final_step == "euler_eta":
+            # pf_final_step = x - eta_a pf_drift_eta(x, x0_hat, y, eta_a) = (x + (1 + eta_a) x0_hat - eta_a y)/2
+            e_a = float(eta[i])
+            x_next = _combine((0.5, x), ((1 + e_a) / 2, x0_hat), (-e_a / 2, y))
+        elif eta[i + 1] == 0:
+            x_next = x0_hat.clone()  # pf_exact_step into eta = 0 with x0_hat held fixed
+        else:
+            x_next = exp_multistep_step(x, [h[1] for h in history], y, [h[0] for h in history],
+                                        float(eta[i + 1]), variable)
+        _report(callback, i, ts, x, x_next, x0_hat)
+        x = x_next
+    return x
 
 
 @torch.no_grad()
@@ -367,32 +536,30 @@ def sample_exp2m(
     callback: Callback | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Second-order multistep exponential integrator (:func:`exp2m_step`); the first step is exp1.
+    """Second-order multistep exponential integrator: :func:`sample_exp_multistep` with ``order=2``
+    (x0_hat linear in ``variable`` through the last two evaluations; first step exp1; final step
+    :func:`~ctlib.diffusion.pf_final_step`)."""
+    return sample_exp_multistep(denoiser, x, y, ts, schedule=schedule, order=2, variable=variable,
+                                callback=callback, progress=progress)
 
-    ``variable``: x0_hat is interpolated linearly in ``"eta"`` (solver ``exp2m``) or in
-    ``"sqrt_eta"`` (solver ``exp2m_sqrt``).  With ``"sqrt_eta"`` the step into eta = 0 still
-    extrapolates linearly in eta: x0_hat is smooth in eta, i.e. flat in sqrt(eta) at 0, and a line in
-    sqrt(eta) would leave an error floor there that no nfe removes.
-    """
-    if variable not in EXP2M_VARIABLES:
-        raise ValueError(f"variable must be one of {EXP2M_VARIABLES}, got {variable!r}")
-    ts = check_grid(ts)
-    eta, _ = _levels(schedule, ts)
-    x0_prev = None
-    for i in trange(len(ts) - 1, disable=not progress, desc="exp2m" if variable == "eta" else "exp2m_sqrt"):
-        x0_hat = _denoise(denoiser, x, float(ts[i]), y)
-        c_x, c_0, c_y = _exact_step_coefficients(float(eta[i]), float(eta[i + 1]))
-        if x0_prev is None:
-            x_next = _combine((c_x, x), (c_0, x0_hat), (c_y, y))
-        else:
-            # exp2m_step: exp1 - W D,  D = (x0_hat - x0_prev)/(v_i - v_{i-1})
-            v = variable if eta[i + 1] > 0 else "eta"
-            dv = eta[i] - eta[i - 1] if v == "eta" else math.sqrt(eta[i]) - math.sqrt(eta[i - 1])
-            w = exp2m_weight(float(eta[i]), float(eta[i + 1]), v) / float(dv)
-            x_next = _combine((c_x, x), (c_0 - w, x0_hat), (w, x0_prev), (c_y, y))
-        _report(callback, i, ts, x, x_next, x0_hat)
-        x, x0_prev = x_next, x0_hat
-    return x
+
+@torch.no_grad()
+def sample_exp3m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ts,
+    *,
+    schedule,
+    variable: str = "eta",
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Third-order multistep exponential integrator (DPM-Solver++(3M) in spirit): x0_hat quadratic in
+    ``variable`` through the last three evaluations, integrated exactly (:func:`exp_multistep_step`);
+    the first two steps are exp1 and exp2m, the final step :func:`~ctlib.diffusion.pf_final_step`."""
+    return sample_exp_multistep(denoiser, x, y, ts, schedule=schedule, order=3, variable=variable,
+                                callback=callback, progress=progress)
 
 
 @torch.no_grad()
@@ -441,7 +608,7 @@ def _check_solver(solver: str) -> str:
 
 def min_nfe(solver: str, T: int = 15) -> int:
     """The smallest nfe a solver accepts (resshift: exactly T)."""
-    return {"resshift": T, "heun": 3, "exp2m": 2, "exp2m_sqrt": 2}.get(_check_solver(solver), 1)
+    return {"resshift": T, "heun": 3}.get(_check_solver(solver), 1)
 
 
 def _check_nfe(solver: str, nfe: int, T: int) -> int:
@@ -449,8 +616,7 @@ def _check_nfe(solver: str, nfe: int, T: int) -> int:
     if solver == "resshift" and nfe != T:
         raise ValueError(f"the resshift sampler evaluates the denoiser once per level: nfe must equal T = {T}, got {nfe}")
     if nfe < min_nfe(solver, T):
-        why = {"heun": "one Heun step (2) plus the final Euler step (1)", "exp2m": "its first step is exp1",
-               "exp2m_sqrt": "its first step is exp1"}
+        why = {"heun": "one Heun step (2) plus the final Euler step (1)"}
         raise ValueError(f"nfe = {nfe} is too small for solver {solver!r}: it needs nfe >= "
                          f"{min_nfe(solver, T)} ({why[solver]})")
     return nfe
@@ -463,7 +629,7 @@ def solver_grid(solver: str, nfe: int, rho: float = 1.0, T: int = 15) -> np.ndar
     _check_rho(rho)
     if solver == "resshift":
         return uniform_grid(T)
-    if solver == "heun":
+    if solver == "heun":  # odd: (nfe-1)/2 Heun steps + the final Euler step; even: Euler first, then the same
         return rho_grid((nfe + 1) // 2 if nfe % 2 else nfe // 2 + 1, rho, T)
     return rho_grid(nfe, rho, T)
 
@@ -519,6 +685,7 @@ def sample(
 
     def counted(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         nonlocal calls
+        _check_state(x_t, f"before evaluation {calls + 1} (t = {float(t.reshape(-1)[0]):.6g})", solver)
         calls += 1
         return denoiser(x_t, t, cond)
 
@@ -528,13 +695,22 @@ def sample(
     elif solver == "euler":
         out = sample_euler(counted, x, y, ts, **common)
     elif solver == "heun":
-        out = sample_heun(counted, x, y, ts, euler_tail=0 if nfe % 2 else 2, **common)
+        out = sample_heun(counted, x, y, ts, euler_step=None if nfe % 2 else heun_euler_step(ts), **common)
     elif solver == "exp1":
         out = sample_exp1(counted, x, y, ts, **common)
-    elif solver in ("exp2m", "exp2m_sqrt"):
-        out = sample_exp2m(counted, x, y, ts, variable="eta" if solver == "exp2m" else "sqrt_eta", **common)
+    elif solver in EXP_MULTISTEP:
+        order, variable = EXP_MULTISTEP[solver]
+        out = sample_exp_multistep(counted, x, y, ts, order=order, variable=variable, **common)
     else:
         out = sample_euler_maruyama(counted, x, y, ts, generator=generator, noise=noise, **common)
     if calls != nfe:  # pragma: no cover - an internal invariant
         raise RuntimeError(f"solver {solver!r} called the denoiser {calls} times instead of nfe = {nfe}")
+    _check_state(out, "at the end", solver)
     return out
+
+
+def _check_state(x: torch.Tensor, where: str, solver: str) -> None:
+    """The sampler's state must stay finite: a denoiser returning huge finite values can overflow it."""
+    if not math.isfinite(float(x.sum())) and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"solver {solver!r}: the sampler's state became NaN or infinite {where}; the denoiser's "
+                         f"outputs are finite but too large for the state's dtype {x.dtype} (check the model)")

@@ -14,6 +14,7 @@ from scipy.integrate import solve_ivp
 from ctlib.diffusion import (
     pf_drift,
     pf_exact_step,
+    pf_final_step,
     posterior_mean_variance,
     prior_sample,
     randn_like,
@@ -24,11 +25,13 @@ from ctlib.samplers import (
     SOLVERS,
     exp2m_step,
     exp2m_weight,
+    heun_euler_step,
     sample,
     sample_euler,
     sample_euler_maruyama,
     sample_exp1,
     sample_exp2m,
+    sample_exp3m,
     sample_heun,
     sample_resshift,
     solver_grid,
@@ -92,11 +95,18 @@ def test_heun_nfe15_is_seven_heun_steps_plus_final_euler():
     expected = [g[0]] + [v for i in range(1, 8) for v in (g[i], g[i])]  # t_i, t_{i+1} per Heun step; final at 1/T
     np.testing.assert_allclose(times, expected, rtol=1e-14)
     np.testing.assert_allclose(solver_grid("heun", 15), g)
-    # an even nfe: 7 Heun steps, then the step into 1/T and the final step as Euler steps
+    # an even nfe: one more grid point, its shortest step taken by Euler (rho 1: all equal, the first)
     den = Counting()
     sample(den, _y(), schedule=SCHED, solver="heun", nfe=16, rho=1.0, generator=torch.Generator().manual_seed(0))
     g = rho_grid(9, 1.0, 15)
-    expected = [g[0]] + [v for i in range(1, 8) for v in (g[i], g[i])] + [g[8]]
+    expected = [g[0]] + [v for i in range(1, 8) for v in (g[i], g[i + 1])] + [g[8]]
+    np.testing.assert_allclose([t[0] for t in den.times], expected, rtol=1e-14)
+    # rho 8: the shortest step is the last one into 1/T
+    den = Counting()
+    sample(den, _y(), schedule=SCHED, solver="heun", nfe=16, rho=8.0, generator=torch.Generator().manual_seed(0))
+    g = rho_grid(9, 8.0, 15)
+    assert heun_euler_step(g) == 7
+    expected = [v for i in range(7) for v in (g[i], g[i + 1])] + [g[7], g[8]]
     np.testing.assert_allclose([t[0] for t in den.times], expected, rtol=1e-14)
 
 
@@ -131,8 +141,16 @@ def test_steps_match_the_diffusion_formulas(schedule):
         x1 = pf_exact_step(x, c1, y, ea, eb)
         expected = exp2m_step(x1, c2, c1, y, ea, eb, ec, variable)
         close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, tc], schedule=schedule, variable=variable), expected)
-        expected_0 = exp2m_step(x1, c2, c1, y, ea, eb, 0.0, "eta")  # into 0: extrapolation in eta
+        expected_0 = pf_final_step(x1, c2, y, eb)  # into 0: the second-order consistent final step
         close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, 0.0], schedule=schedule, variable=variable), expected_0)
+    # exp3m: exp1 prediction, x0_hat there (c2), corrector (x0_hat linear between both ends), then exp2m
+    x1 = exp2m_step(x, c1, c2, y, eb, ea, eb, "eta")  # line through (ea, c1), (eb, c2), from ea to eb
+    log = []
+    out = sample_exp3m(Replay([c1, c2, c3]), x, y, [ta, tb, tc, 0.0], schedule=schedule,
+                       callback=lambda d: log.append(d))
+    close(log[0]["x_next"], x1)
+    close(log[1]["x_next"], exp2m_step(x1, c2, c1, y, ea, eb, ec, "eta"))
+    close(out, pf_final_step(log[1]["x_next"], c3, y, ec))
     em = x + (eb - ea) * reverse_sde_drift_eta(x, c1, y, ea) + schedule.kappa * math.sqrt(ea - eb) * z
     close(sample_euler_maruyama(Replay([c1]), x, y, [ta, tb], schedule=schedule, noise=[z]), em)
     # resshift, first step (k = T): posterior mean and variance
@@ -162,10 +180,16 @@ def test_exponential_integrators_exact_for_constant_x0(schedule, rho):
     ts = rho_grid(6, rho, schedule.T)
     eta_T, eta_end = float(schedule.eta(1.0)), float(schedule.eta(float(ts[-2])))
     exact_end = _exact_constant_x0(x_T, c, y, eta_T, eta_end)
-    runs = [partial(sample_exp1), partial(sample_exp2m, variable="eta"), partial(sample_exp2m, variable="sqrt_eta")]
+    runs = [partial(sample_exp1), partial(sample_exp2m, variable="eta"), partial(sample_exp2m, variable="sqrt_eta"),
+            partial(sample_exp3m), partial(sample_exp3m, variable="sqrt_eta")]
     for fn in runs:
         torch.testing.assert_close(fn(den, x_T, y, ts[:-1], schedule=schedule), exact_end, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(fn(den, x_T, y, ts, schedule=schedule), c.expand_as(y), rtol=1e-12, atol=1e-12)
+    # into 0: exp1 holds x0_hat and lands on c; the multistep solvers' final step keeps half the residual
+    # (for a point mass the flow is sqrt(eta)-shaped, not smooth, so the O(eta^2) argument does not apply)
+    torch.testing.assert_close(sample_exp1(den, x_T, y, ts, schedule=schedule), c.expand_as(y), rtol=1e-12, atol=1e-12)
+    half = (exact_end + (1 + eta_end) * c - eta_end * y) / 2
+    for fn in runs[1:]:
+        torch.testing.assert_close(fn(den, x_T, y, ts, schedule=schedule), half, rtol=1e-12, atol=1e-12)
     # the closed form really is the ODE's solution (scipy), and Euler is not exact on it
     rhs = lambda e, x: ((y - c) + (torch.from_numpy(x).reshape(y.shape) - (1 - e) * c - e * y) / (2 * e)).numpy().ravel()  # noqa: E731
     ref = solve_ivp(rhs, (eta_T, eta_end), x_T.numpy().ravel(), rtol=1e-12, atol=1e-12, method="DOP853").y[:, -1]
@@ -343,7 +367,7 @@ def test_progress_bar(capsys):
 def test_bad_input():
     y = _y()
     kw = {"schedule": SCHED, "generator": torch.Generator().manual_seed(0)}
-    with pytest.raises(ValueError, match="unknown solver 'rk4'.*resshift, euler, heun, exp1, exp2m, exp2m_sqrt, euler_maruyama"):
+    with pytest.raises(ValueError, match="unknown solver 'rk4'.*resshift, euler, heun, exp1, exp2m, exp2m_sqrt, exp3m, euler_maruyama"):
         sample(Counting(), y, solver="rk4", nfe=5, **kw)
     with pytest.raises(ValueError, match="rho"):
         sample(Counting(), y, solver="euler", nfe=5, rho=0, **kw)
@@ -353,8 +377,8 @@ def test_bad_input():
         sample(Counting(), y, solver="euler", nfe=2.5, **kw)
     with pytest.raises(ValueError, match="too small for solver 'heun'"):
         sample(Counting(), y, solver="heun", nfe=2, **kw)
-    with pytest.raises(ValueError, match="too small for solver 'exp2m'"):
-        sample(Counting(), y, solver="exp2m", nfe=1, **kw)
+    with pytest.raises(ValueError, match="too small for solver 'heun'"):
+        sample(Counting(), y, solver="heun", nfe=1, **kw)
     with pytest.raises(ValueError, match="variable must be one of"):
         sample_exp2m(Counting(), y, y, rho_grid(4), schedule=SCHED, variable="lambda")
     with pytest.raises(ValueError, match="must equal T = 15"):
@@ -377,3 +401,45 @@ def test_bad_input():
         sample(lambda x, t, c: x * float("nan"), y, solver="exp2m", nfe=5, **kw)
     with pytest.raises(TypeError, match="must return a tensor"):
         sample(lambda x, t, c: x.numpy(), y, solver="euler", nfe=5, **kw)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_huge_finite_denoiser_output_never_gives_a_silent_nan_sample(solver):
+    """x0_hat finite but near float32's largest value (alternating in sign from call to call): the sample
+    is finite or the sampler raises a clear error; exp2m/exp3m's constant case overflows and must raise."""
+    y = _y((2, 3), dtype=torch.float32)
+    calls = []
+
+    def huge(x_t, t, y):
+        calls.append(1)
+        return torch.full_like(x_t, 3e38 * (-1) ** len(calls))
+
+    try:
+        out = sample(huge, y, schedule=SCHED, solver=solver, nfe=15, generator=torch.Generator().manual_seed(0))
+    except ValueError as err:
+        assert "state became NaN or infinite" in str(err)
+    else:
+        assert bool(torch.isfinite(out).all())
+    if solver in ("exp2m", "exp3m"):
+        with pytest.raises(ValueError, match="state became NaN or infinite"):
+            sample(lambda x_t, t, y: torch.full_like(x_t, 3e38), y, schedule=SCHED, solver=solver, nfe=15)
+
+
+def test_sampler_arithmetic_does_not_depend_on_the_thread_count():
+    """With an elementwise denoiser on a tensor large enough for torch to split across threads, every
+    solver gives the same bytes with 1 and 2 threads (the network's own float32 convolutions do not:
+    see README, 'What is reproducible')."""
+    y = _y((4, 3, 97, 131), dtype=torch.float32)
+    den = lambda x_t, t, y: torch.tanh(0.7 * x_t + 0.2 * y)  # noqa: E731
+    threads = torch.get_num_threads()
+    outs = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for solver in ("euler", "heun", "exp2m", "exp3m", "euler_maruyama"):
+                outs[solver, n] = sample(den, y, schedule=SCHED, solver=solver, nfe=15,
+                                         generator=torch.Generator().manual_seed(1))
+    finally:
+        torch.set_num_threads(threads)
+    for solver in ("euler", "heun", "exp2m", "exp3m", "euler_maruyama"):
+        assert torch.equal(outs[solver, 1], outs[solver, 2]), solver
