@@ -12,12 +12,14 @@
 # 3. **Erratum 1** matters: with the report's printed denominator $\kappa^2\alpha_t$ the score is off by the factor
 #    $\eta_t/\alpha_t$ (1 to 6.3 on the official schedule), and the same ODE then ends at a wrong distribution.
 #
-# **Run time** (measured on 2 busy CPU cores, cells only; add ~2 s for the kernel start): profile `cpu` (the stored
-# outputs, 3000 particles) about 5 s, profile `smoke` (400 particles) about 4 s; `gpu` and `paper` run the `cpu` sizes.
+# **Run time** (measured on 2 busy CPU cores, cells only, as the last cell prints it; add a few seconds for the kernel
+# start): profile `cpu` (the stored outputs, 3000 particles) about 8 s, profile `smoke` (400 particles) about 4 s;
+# `gpu` and `paper` run the `cpu` sizes.
 # Everything is float64 on the CPU; the ODEs are solved with scipy's DOP853 at tight tolerances.
 
 # %%
 import math
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,6 +32,8 @@ from ctlib.diffusion import pf_drift, score_from_x0, x0_from_score
 from ctlib.profiles import check_profile
 from ctlib.schedule import ResShiftSchedule
 from ctlib.toy import GaussianMixtureToy
+
+t_start = time.perf_counter()
 
 # %% tags=["parameters"]
 profile = "cpu"  # "cpu" (the stored run) or "smoke" (fewer particles)
@@ -78,8 +82,8 @@ eta_b = torch.tensor([0.0004, 0.1, 0.5, 0.9801], dtype=dtype)
 s = score_from_x0(x, x0_hat, y_img, eta_b, kappa)
 back = x0_from_score(x, s, y_img, eta_b, kappa)
 err = (back - x0_hat).abs().max().item()
-print(f"(a) round trip x0_hat -> score -> x0_hat, eta in {eta_b.tolist()}: max error < 1e-12: "
-      f"{'pass' if err < 1e-12 else 'FAIL'}")
+assert err < 1e-12, f"score_from_x0 and x0_from_score do not invert each other: max error {err:.1e}"
+print(f"(a) round trip x0_hat -> score -> x0_hat, eta in {eta_b.tolist()}: max error {err:.1e} (< 1e-12)")
 
 # the 1-D toy used in the rest of the notebook: x0 ~ 0.4 N(-1, 0.25^2) + 0.6 N(0.8, 0.35^2), y = 0.2
 toy = GaussianMixtureToy(means=[[-1.0], [0.8]], stds=[0.25, 0.35], weights=[0.4, 0.6], y=[0.2],
@@ -88,15 +92,15 @@ y_value = float(toy.y[0])
 grid = torch.linspace(-6.0, 6.0, 241, dtype=dtype)[:, None]
 h = 1e-5
 print("(b) Tweedie on the toy")
-print("       eta   max|score(x0_hat) - d/dx log p_t|   max|score|   check")
+print("       eta   max|score(x0_hat) - d/dx log p_t|   max|score|")
 for eta in (0.0004, 0.01, 0.1, 0.5, 0.9801):
     x0_exact = toy.posterior_mean(grid, eta)
     score = score_from_x0(grid, x0_exact, toy.y_batch(len(grid)), eta, kappa)[:, 0].numpy()
     g = grid[:, 0].numpy()
     fd = (np.log(toy.xt_density(g + h, eta)) - np.log(toy.xt_density(g - h, eta))) / (2 * h)
     diff = np.max(np.abs(score - fd))
-    print(f"    {eta:6.4f}   {'< 1e-5' if diff < 1e-5 else f'{diff:.1e}':>33s}   "
-          f"{np.max(np.abs(score)):10.2f}   {'pass' if diff < 1e-5 else 'FAIL'}")
+    print(f"    {eta:6.4f}   {'< 1e-5' if diff < 1e-5 else f'{diff:.1e}':>33s}   {np.max(np.abs(score)):10.2f}")
+    assert diff < 1e-5, f"Tweedie fails at eta = {eta}: score from x0_hat differs from d/dx log p_t by {diff:.1e}"
 
 # %% [markdown]
 # ## 2. The probability-flow ODE of the mixture over $x_0$
@@ -123,8 +127,8 @@ eta_b = schedule.eta(torch.tensor([1 / 15, 0.3, 0.7, 1.0], dtype=dtype))
 lhs = pf_drift(x, x0_hat, y_img, eta_b, alpha_b)
 score_b = score_from_x0(x, x0_hat, y_img, eta_b, kappa)
 rhs = alpha_b[:, None, None, None] * ((y_img - x0_hat) - 0.5 * kappa**2 * score_b)
-print(f"pf_drift == alpha [(y - x0_hat) - kappa^2/2 score]: "
-      f"{'pass' if torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-12) else 'FAIL'}")
+assert torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-12), "pf_drift differs from alpha [(y - x0_hat) - kappa^2/2 score]"
+print(f"pf_drift == alpha [(y - x0_hat) - kappa^2/2 score]: max difference {(lhs - rhs).abs().max().item():.1e}")
 
 # %% [markdown]
 # ## 3. The flow on an exactly solvable example
@@ -162,7 +166,8 @@ def marginal_moments(eta: float) -> tuple[float, float, float]:
 
 
 def compare(samples: np.ndarray, eta: float, label: str) -> bool:
-    """Print one row: empirical vs exact mean and variance (z-scores) and a KS test; return pass/fail."""
+    """Print one row: empirical vs exact mean and variance (z-scores) and a KS test; return whether all
+    three agree (|z| < z_tol and a KS p-value above 0.001)."""
     n = len(samples)
     mean, var, mu4 = marginal_moments(eta)
     z_m = (samples.mean() - mean) / math.sqrt(var / n)
@@ -171,12 +176,12 @@ def compare(samples: np.ndarray, eta: float, label: str) -> bool:
     ok = abs(z_m) < z_tol and abs(z_v) < z_tol and ks.pvalue > 1e-3
     p_txt = f"{ks.pvalue:.3f}" if ks.pvalue >= 1e-3 else "< 0.001"
     print(f"{label:24s} {eta:8.4f}  {samples.mean():7.4f} {mean:7.4f} {z_m:6.2f}  {samples.var(ddof=1):7.4f} "
-          f"{var:7.4f} {z_v:6.2f}  {ks.statistic:6.4f} {p_txt:>7s}  {'pass' if ok else 'FAIL'}")
+          f"{var:7.4f} {z_v:6.2f}  {ks.statistic:6.4f} {p_txt:>7s}  {'yes' if ok else 'no'}")
     return ok
 
 
 header = (f"{'':24s} {'eta':>8s}  {'mean':>7s} {'exact':>7s} {'z':>6s}  {'var':>7s} {'exact':>7s} {'z':>6s}  "
-          f"{'KS':>6s} {'p-value':>7s}  check")
+          f"{'KS':>6s} {'p-value':>7s}  agrees")
 gen = torch.Generator().manual_seed(seed + 1)
 x_1 = toy.sample_xt(n_particles, 1.0, generator=gen)  # the exact marginal at t = 1
 t_checks = [1.0, 0.5, 1 / T, 0.0]
@@ -189,8 +194,9 @@ x0_flow = states[-1, :, 0].numpy()
 # the practical start: the prior y + kappa sqrt(eta(1)) eps, which ignores the (1 - eta(1)) share of x0 in x_1
 x_prior = toy.prior_sample(n_particles, generator=gen)
 x0_from_prior = toy.exact_ode(x_prior)[:, 0].numpy()
-compare(x0_from_prior, 0.0, "from prior, t = 0")
-print(f"the flow reproduces every marginal it passes through: {'pass' if all(flow_ok) else 'FAIL'}")
+prior_ok = compare(x0_from_prior, 0.0, "from prior, t = 0")
+assert all(flow_ok), f"the flow misses a marginal it passes through (agreement at t = {t_checks}: {flow_ok})"
+assert prior_ok, "started from the prior, the flow should still end on p(x0 | y) at this sample size"
 
 # %% [markdown]
 # Started from the exact $t = 1$ marginal the flow matches $p_t$ at every checked time, and ends on $p(x_0\mid y)$. The
@@ -234,19 +240,27 @@ plt.show()
 # The report (§2.4) prints the conditional variance and the score denominator as $\kappa^2\alpha_t$:
 # $s_{\text{printed}} = -(x - (1-\eta)\hat x_0 - \eta y)/(\kappa^2\alpha_t) = (\eta_t/\alpha_t)\,s$. In discrete notation $\alpha_t$ is
 # the increment $\eta_t - \eta_{t-1}$ (the report's own identification is $\alpha(t)\,\Delta t = \alpha_t$); the factor
-# $\eta_t/\alpha_t$ is 1 at the first step and grows to 6.3 at the last:
+# $\eta_t/\alpha_t$ is 1 at the first step and grows to 6.3 at the last.
+#
+# The printed $\alpha_t$ has a second reading. In its continuous-time sections the report's $\alpha$ is the rate
+# $\alpha(t) = T\alpha_{tT}$ (notebook 01), and $\kappa^2\alpha(t)$ would then be $\kappa^2 T\alpha_k$ on the $k$-th
+# interval: a denominator $T$ times larger, and a score $\eta_k/(T\alpha_k)$ times the correct one, which is *below* 1
+# at every step (from $1/T$ at the first step to 0.42 at the last). One reading over-states the score, the other
+# under-states it; only $\kappa^2\eta$ is right.
 
 # %%
 etas, alphas = schedule.etas, schedule.alphas
-print(" k    eta_k     alpha_k   eta_k/alpha_k  (printed score / correct score)")
+print(" k    eta_k     alpha_k   printed score / correct score: with alpha_k   with T alpha_k")
 for k in range(T):
-    print(f"{k + 1:2d}  {etas[k]:.5f}   {alphas[k]:.5f}   {etas[k] / alphas[k]:8.3f}")
+    print(f"{k + 1:2d}  {etas[k]:.5f}   {alphas[k]:.5f}   {etas[k] / alphas[k]:44.3f}   {etas[k] / (T * alphas[k]):14.3f}")
+assert np.all(etas / alphas >= 1 - 1e-12) and np.all(etas / (T * alphas) < 1), "the two readings should err in opposite directions"
 
 # %% [markdown]
 # What the ODE does with it: equation (1) with the printed score reads, per unit $\eta$,
 # $$\frac{dx}{d\eta} = (y - \hat x_0) + \frac{x - (1-\eta)\hat x_0 - \eta y}{2\alpha_k}\qquad \text{for } \eta\in(\eta_{k-1}, \eta_k],$$
-# a pull towards the denoised mean up to 6 times too strong. We integrate it with scipy (DOP853 in $\sigma = \sqrt\eta$,
-# one piece per official interval, since $\alpha_k$ jumps between them), from the same particles as above. To make sure
+# a pull towards the denoised mean up to 6 times too strong; with $T\alpha_k$ in place of $\alpha_k$ the pull is 2.4 to 15
+# times too weak. We integrate both with scipy (DOP853 in $\sigma = \sqrt\eta$, one piece per official interval, since
+# $\alpha_k$ jumps between them), from the same particles as above. To make sure
 # any difference comes from the formula and not from this small integrator, the same integrator with the *correct*
 # denominator $2\eta$ is first compared with `toy.exact_ode` down to $t = 1/T$.
 
@@ -277,27 +291,38 @@ def integrate_pf(x_start: torch.Tensor, denominator, eta_from: float, eta_to: fl
 # the integrator with the correct denominator 2 eta, against toy.exact_ode, from t = 1 to t = 1/T
 ours = integrate_pf(x_1, lambda eta: eta, schedule.eta_T, etas[0])
 diff = (ours - states[2]).abs().max().item()
-print(f"this integrator with 2 eta vs toy.exact_ode at t = 1/T: max difference < 1e-6: "
-      f"{'pass' if diff < 1e-6 else 'FAIL'}")
+assert diff < 1e-6, f"this integrator and toy.exact_ode differ by {diff:.1e} at t = 1/T"
+print(f"this integrator with 2 eta vs toy.exact_ode at t = 1/T: max difference {diff:.1e} (< 1e-6)")
 
-# the printed formula: 2 alpha_k on (eta_{k-1}, eta_k], integrated interval by interval down to eta = 0
+# the printed formula, two readings of alpha: the increment alpha_k, or the report's continuous alpha(t) = T alpha_k;
+# either is constant on (eta_{k-1}, eta_k], so the ODE is integrated interval by interval down to eta = 0
 eta_edges = np.concatenate([[0.0], etas])
-x_wrong = x_1
-for k in range(T, 0, -1):
-    x_wrong = integrate_pf(x_wrong, lambda eta, a=alphas[k - 1]: a, eta_edges[k], eta_edges[k - 1])
-x0_wrong = x_wrong[:, 0].numpy()
+x0_wrong = {}
+for reading, scale in (("alpha_k", 1.0), ("T alpha_k", float(T))):
+    x_wrong = x_1
+    for k in range(T, 0, -1):
+        x_wrong = integrate_pf(x_wrong, lambda eta, a=scale * alphas[k - 1]: a, eta_edges[k], eta_edges[k - 1])
+    x0_wrong[reading] = x_wrong[:, 0].numpy()
 print(header)
-compare(x0_flow, 0.0, "correct (kappa^2 eta)")
-compare(x0_wrong, 0.0, "printed (kappa^2 alpha)")
+ok_correct = compare(x0_flow, 0.0, "correct (kappa^2 eta)")
+ok_wrong = {r: compare(x, 0.0, f"printed, {r}") for r, x in x0_wrong.items()}
 mass = float(marginal_cdf(np.array(0.0), 0.0))
-print(f"mass of the left mode P(x0 < 0): exact {mass:.4f}, correct ODE {np.mean(x0_flow < 0):.4f}, "
-      f"printed formula {np.mean(x0_wrong < 0):.4f}")
+print(f"P(x0 < 0), the left mode's mass: exact {mass:.4f}, correct ODE {np.mean(x0_flow < 0):.4f}, "
+      + ", ".join(f"printed with {r} {np.mean(x < 0):.4f}" for r, x in x0_wrong.items()))
+print("standard deviation at t = 0: exact " f"{math.sqrt(marginal_moments(0.0)[1]):.3f}, correct ODE {x0_flow.std():.3f}, "
+      + ", ".join(f"printed with {r} {x.std():.3f}" for r, x in x0_wrong.items()))
+assert ok_correct, "the flow with kappa^2 eta should end on p(x0 | y)"
+assert not any(ok_wrong.values()), f"a printed reading passed the checks: {ok_wrong}"
+assert x0_wrong["alpha_k"].std() < x0_flow.std() < x0_wrong["T alpha_k"].std(), \
+    "expected the increment reading to collapse the distribution and the T alpha_k reading to leave it too wide"
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
 bins = np.linspace(-2.5, 2.5, 101)
 ax.hist(x0_flow, bins=bins, density=True, alpha=0.5, label=r"ODE, score with $\kappa^2\eta$")
-ax.hist(x0_wrong, bins=bins, density=True, alpha=0.6, label=r"ODE, score with $\kappa^2\alpha_t$ (printed)")
+ax.hist(x0_wrong["alpha_k"], bins=bins, density=True, alpha=0.6, label=r"printed $\kappa^2\alpha_t$, $\alpha_t$ = increment")
+ax.hist(x0_wrong["T alpha_k"], bins=bins, density=True, histtype="step", lw=1.5,
+        label=r"printed $\kappa^2\alpha_t$, $\alpha_t = T\alpha_k$ (rate)")
 ax.plot(g, toy.x0_density(g), "k", lw=1.5, label=r"exact $p(x_0\mid y)$")
 ax.set(xlabel="$x_0$", ylabel="density", title="erratum 1: where the flow ends with each denominator")
 ax.legend(fontsize=8)
@@ -312,8 +337,12 @@ plt.show()
 # * For a distribution of $x_0$ the report's ODE (1) becomes
 #   $dx/dt = \alpha\,[(y - \hat x_0) + (x - (1-\eta)\hat x_0 - \eta y)/(2\eta)]$; it transports the $t = 1$ marginal through every
 #   $p_t$ to $p(x_0\mid y)$ — moments and a KS test pass at $t = 1, 1/2, 1/T, 0$.
-# * With the printed $\kappa^2\alpha_t$ (erratum 1) the pull towards $\hat x_0$ is up to 6.3 times too strong and the flow
-#   collapses the distribution: the mean, the variance and the KS test all fail by a wide margin. The report's code
-#   uses $\kappa^2\eta$, as `ctlib.diffusion` does.
+# * With the printed $\kappa^2\alpha_t$ (erratum 1), read as the increment $\alpha_k$, the pull towards $\hat x_0$ is up to
+#   6.3 times too strong and the flow collapses the distribution; read as the rate $\alpha(t) = T\alpha_k$, the pull is
+#   2.4 to 15 times too weak and the flow ends far too wide, keeping much of its starting noise. Either way the
+#   mean, the variance or the KS test fails by a wide margin. The report's code uses $\kappa^2\eta$, as `ctlib.diffusion` does.
 # * In $\eta$ the ODE has no schedule in it; the schedule only decides which $\eta$ a solver visits (notebook 03 on the
 #   schedule, notebook 04 on solvers and time grids).
+
+# %% tags=["nbval-ignore-output"]
+print(f"notebook ran in {time.perf_counter() - t_start:.1f} s")

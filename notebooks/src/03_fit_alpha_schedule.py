@@ -12,12 +12,14 @@
 #   `ResShiftSchedule().eta`, which passes through all of them, and says why the kit uses the latter for discrete
 #   models, and the "fit $\eta$" schedule for its continuous fine-tune.
 #
-# **Run time** (measured on 2 busy CPU cores, cells only; add ~2 s for the kernel start): profile `cpu` (the stored
-# outputs) and profile `smoke` both about 3–4 s (smoke only draws coarser curves); `gpu` and `paper` run the `cpu`
-# computation (there is nothing to accelerate). Nothing here is random; everything is float64.
+# **Run time** (measured on 2 busy CPU cores, cells only, as the last cell prints it; add a few seconds for the kernel
+# start): profile `cpu` (the stored outputs) 1–4 s, profile `smoke` 1–2 s (it only draws coarser curves);
+# `gpu` and `paper` run the `cpu` computation (there is nothing to accelerate). Nothing here is random; everything is
+# float64.
 
 # %%
 import math
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,6 +27,8 @@ from scipy.optimize import curve_fit, minimize_scalar
 
 from ctlib.profiles import check_profile
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule, fit_exp_alpha
+
+t_start = time.perf_counter()
 
 # %% tags=["parameters"]
 profile = "cpu"  # "smoke" draws the curves on a coarser grid
@@ -88,6 +92,9 @@ for target, data, form in (("alpha", T * alphas, alpha_form), ("eta", etas, eta_
         constraint = "alpha(1)=T alpha_T" if constrained else "free"
         print(f"{target:6s}  {constraint:18s}  {fit.a:6.4f}  {fit.lam:6.4f}"
               f"   {fit.rms:9.5f}   {s.eta(1.0):6.4f}   {s.eta(1 / T):8.5f}  |  {a_c:6.4f}, {lam_c:6.4f}")
+        assert abs(fit.a - a_c) < 1e-4 and abs(fit.lam - lam_c) < 1e-4, \
+            f"{name}: fit_exp_alpha ({fit.a:.5f}, {fit.lam:.5f}) and the independent fit ({a_c:.5f}, {lam_c:.5f}) differ"
+        assert abs(fit.lam - 0.489) > 0.4, f"{name}: a least-squares fit gave the printed lam = 0.489"
 print("report's text         1.111   0.489")
 preset = ExpAlphaSchedule.report()
 print(f"report's code preset  {preset.a:6.4f}  {preset.lam:6.4f}               {preset.eta(1.0):6.4f}   "
@@ -121,6 +128,9 @@ print(f"with the printed a = 1.111, lam = 0.489: eta(1) = {literal.eta(1.0):.4f}
       f"(official eta_T = {etas[-1]:.4f}, T alpha_T = {T * alphas[-1]:.4f})")
 print(f"with the code's  a = 1.1113, lam = {preset.lam:.4f}: eta(1) = {preset.eta(1.0):.4f}, "
       f"alpha(1) = {preset.alpha(1.0):.4f}")
+assert abs(math.log(base) - preset.lam) < 1e-4, "the code's lam is the natural log of the base"
+assert round(math.log10(base), 3) == 0.489, "the printed lam is the base-10 log of the same base"
+assert abs(literal.eta(1.0) - 0.32) < 0.005, "with the printed parameters eta(1) is about 0.32"
 
 # %% [markdown]
 # So the printed $\lambda$ is $\log_{10}$ of the right base ($10^{0.489} = 3.083$). Taken literally it would end the forward process at
@@ -150,6 +160,9 @@ for i, d in enumerate(deltas):
     print(f"  {d:.0e}   {alpha_near[i]:18.4f}   {rise[i]:28.3e}   {slope:>10s}")
 print(f"alpha(1/T) itself = {official.alpha(1 / T):.4f} (left value T eta_1 = {T * etas[0]:.4f}); "
       f"the power law predicts a slope of {official.power - 1:+.3f}")
+assert np.all(np.diff(slopes) < 0) and abs(slopes[-1] - (official.power - 1)) < 0.05, \
+    f"the local slope should fall towards {official.power - 1:+.2f}: {np.round(slopes, 3).tolist()}"
+assert np.all(np.diff(rise) < 0) and rise[-1] > 0, "eta stays continuous: its rise shrinks with delta"
 
 # %% [markdown]
 # ## 4. All candidates side by side
@@ -162,7 +175,7 @@ t = np.linspace(0.0, 1.0, n_grid + 1)
 t_log = np.geomspace(1e-3, 1.0, n_grid)
 curves = {"exact extension": official, "report's preset (a=1.1113, lam=1.1268)": preset}
 curves.update({f"fit: {name}": fit.schedule for name, fit in fits.items()})
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+fig, axes = plt.subplots(1, 3, figsize=(16, 5.6), layout="constrained")
 for i, (label, sched) in enumerate(curves.items()):
     style = {"lw": 2.2} if i == 0 else {"lw": 1.2, "ls": "--" if i == 1 else "-"}
     axes[0].plot(t, sched.eta(t), color=f"C{i}", label=label, **style)
@@ -178,9 +191,7 @@ axes[2].step(np.concatenate([[0.0], t_k]), np.concatenate([[T * alphas[0]], T * 
 axes[0].set(xlabel="$t$", ylabel=r"$\eta(t)$", title=r"$\eta(t)$")
 axes[1].set(xlabel="$t$", ylabel=r"$\eta(t)$", title=r"$\eta(t)$, log-log (small $t$)", ylim=(1e-6, 2))
 axes[2].set(xlabel="$t$", ylabel=r"$\alpha(t)$", title=r"$\alpha(t) = d\eta/dt$", ylim=(0, 3))
-axes[0].legend(fontsize=7)
-axes[2].legend(fontsize=7)
-fig.tight_layout()
+fig.legend(loc="outside lower center", ncol=4, fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -199,6 +210,9 @@ print("rel. error at k = 1:      " + "".join(f"{name}: {r[0]:+.3f}  " for name, 
 print("max |rel. error|, k >= 2: "
       + "".join(f"{name}: {np.max(np.abs(r[1:])):.3f}  " for name, r in rel.items()))
 print("(alpha/c and eta/c: fits with the constraint alpha(1) = T alpha_T)")
+assert np.max(np.abs(rel["exact ext."])) < 1e-12, "the exact extension passes through every official level"
+assert all(np.max(np.abs(r)) > 0.05 for name, r in rel.items() if name != "exact ext."), \
+    "every two-parameter form should miss some official level by more than 5 %"
 
 # %% [markdown]
 # ## 5. Consequences, and the schedule the kit uses
@@ -258,5 +272,11 @@ from ctlib.train import make_schedule
 shipped_fit = make_schedule("fit")
 print(f"make_schedule('fit'):  a = {shipped_fit.a:.5f}, lam = {shipped_fit.lam:.5f}, eta(1) = {shipped_fit.eta_T:.4f}")
 print(f"the 'eta, free' fit:   a = {fit_eta.a:.5f}, lam = {fit_eta.lam:.5f}")
-print("max |eta(k/T) - eta_k| over k = 2..15:", f"{max(abs(shipped_fit.eta(t_k[k]) - etas[k]) for k in range(1, T)):.4f};",
-      f"at k = 1: {shipped_fit.eta(t_k[0]):.5f} against {etas[0]:.5f}")
+max_dev = max(abs(shipped_fit.eta(t_k[k]) - etas[k]) for k in range(1, T))
+print(f"max |eta(k/T) - eta_k| over k = 2..15: {max_dev:.4f}; at k = 1: {shipped_fit.eta(t_k[0]):.5f} against {etas[0]:.5f}")
+assert abs(shipped_fit.a - fit_eta.a) < 1e-9 and abs(shipped_fit.lam - fit_eta.lam) < 1e-9, \
+    "make_schedule('fit') should be the free least-squares fit of eta"
+assert max_dev < 0.005, f"the fit should keep the levels k >= 2 within 0.005 (max {max_dev:.4f})"
+
+# %% tags=["nbval-ignore-output"]
+print(f"notebook ran in {time.perf_counter() - t_start:.1f} s")
