@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_int
+from ._checks import atomic_write, check_device, check_int, check_output_file
 from .diffusion import prior_sample
 from .samplers import SOLVERS, sample, sample_exp1
 
@@ -360,6 +360,14 @@ def _make_lr(hr: torch.Tensor) -> torch.Tensor:
     return bicubic_lr(hr[None].double(), SCALE).float()[0]
 
 
+def _check_crop(crop: Any) -> int:
+    """A crop side: an integer >= :data:`MIN_HR_SIDE` and a multiple of :data:`SCALE`."""
+    crop = check_int(crop, "crop", minimum=MIN_HR_SIDE)
+    if crop % SCALE:
+        raise ValueError(f"crop must be a multiple of {SCALE} (the LR is 1/{SCALE} of it), got {crop}")
+    return crop
+
+
 def bundled_eval_set(n_images: int | None = None, crop: int | None = None) -> EvalSet:
     """The bundled test photos (first ``n_images``; 256 x 256), centre-cropped to ``crop`` x ``crop``
     (a multiple of 4) if given; LR = MATLAB bicubic x1/4 of the (cropped) HR, 8-bit."""
@@ -369,9 +377,7 @@ def bundled_eval_set(n_images: int | None = None, crop: int | None = None) -> Ev
     if crop is None:
         return EvalSet(list(test.hr), list(test.lr), list(test.names),
                        f"{len(test)} bundled test photos, 256 x 256, LR by MATLAB bicubic x1/4")
-    crop = check_int(crop, "crop", minimum=MIN_HR_SIDE)
-    if crop % SCALE:
-        raise ValueError(f"crop must be a multiple of {SCALE}, got {crop}")
+    crop = _check_crop(crop)
     if crop > test.hr.shape[-1]:
         raise ValueError(f"crop must be at most {test.hr.shape[-1]}, got {crop}")
     hr = [_center_crop(t, crop, crop).contiguous() for t in test.hr]
@@ -390,6 +396,10 @@ def folder_eval_set(folder: str | Path, *, limit: int | None = None, crop: int |
     """
     from .data import load_images, to_tensor
 
+    if limit is not None:
+        limit = check_int(limit, "limit", minimum=1)
+    if crop is not None:
+        crop = _check_crop(crop)
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"HR folder not found: {folder}")
@@ -409,7 +419,7 @@ def folder_eval_set(folder: str | Path, *, limit: int | None = None, crop: int |
             continue
         nh, nw = h - h % SCALE, w - w % SCALE
         if crop is not None:
-            nh, nw = min(nh, crop - crop % SCALE), min(nw, crop - crop % SCALE)
+            nh, nw = min(nh, crop), min(nw, crop)
         if (nh, nw) != (h, w):
             cropped.append(f"{path.name} {w}x{h} -> {nw}x{nh}")
             t = _center_crop(t, nh, nw)
@@ -1382,7 +1392,10 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Evaluate one solver on every image of a folder (LR by MATLAB bicubic x1/4; sides cropped "
                     "to a multiple of 4; images under 16 px rejected) and write per-image and mean PSNR-Y, "
                     "SSIM-Y, PSNR-RGB, HaarPSI, LPIPS (or 'unavailable' with the file it needs) and the "
-                    "report's piq metrics as JSON.",
+                    "report's piq metrics as JSON. Exit status: 0 all rows scored, 1 the solver row failed "
+                    "(its reason is printed; the JSON is written), 2 a usage or environment error found before "
+                    "any image is read (bad argument, --out existing without --overwrite or not writable, "
+                    "checkpoint or device missing), 130 interrupted (nothing written).",
     )
     p.add_argument("--hr", required=True, help="folder of HR images")
     p.add_argument("--checkpoint", required=True, help="kit checkpoint (or official UNet weights with --autoencoder)")
@@ -1390,11 +1403,13 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--solver", default="euler", help=f"one of {', '.join(s for s in ROW_SOLVERS if s != 'bicubic')}")
     p.add_argument("--rho", type=float, default=1.0, help="time-grid rho (default 1)")
     p.add_argument("--nfe", type=int, default=15, help="network evaluations (resshift: T)")
-    p.add_argument("--out", required=True, help="output JSON file")
+    p.add_argument("--out", required=True, help="output JSON file (never replaced without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--limit", type=int, help="only the first N images")
-    p.add_argument("--crop", type=int, help="centre-crop every image to at most CROP x CROP")
+    p.add_argument("--limit", type=int, help="only the first N images (N >= 1)")
+    p.add_argument("--crop", type=int, help=f"centre-crop every image to at most CROP x CROP (a multiple of {SCALE}, "
+                                            f">= {MIN_HR_SIDE})")
     p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg", "none"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -1412,13 +1427,28 @@ def _row_json(r: RowResult) -> dict[str, Any]:
 
 
 def cli_evaluate(args: argparse.Namespace) -> int:
-    """``python -m ctlib evaluate``: returns 0 on success, 1 when the solver row failed, 2 on bad input."""
+    """``python -m ctlib evaluate``: returns 0 on success, 1 when the solver row failed, 2 on bad input
+    (every argument, the device and --out are checked before any image is read), 130 on Ctrl-C."""
     solver = args.solver
     if solver not in ROW_SOLVERS or solver == "bicubic":
         print(f"error: unknown solver {solver!r}; known: {', '.join(s for s in ROW_SOLVERS if s != 'bicubic')}",
               file=sys.stderr)
         return 2
     try:
+        # the cheap checks first: nothing is read or computed before they pass
+        if args.limit is not None:
+            check_int(args.limit, "--limit", minimum=1)
+        if args.crop is not None:
+            _check_crop(args.crop)
+        check_int(args.batch_size, "--batch-size", minimum=1)
+        check_int(args.seed, "--seed", minimum=0)
+        check_device(args.device, "--device")
+        out = check_output_file(args.out, overwrite=args.overwrite)
+        from .data.io import IMAGE_EXTENSIONS
+
+        hr_dir = Path(args.hr)
+        if out.suffix.lower() in IMAGE_EXTENSIONS and hr_dir.is_dir() and out.resolve().parent == hr_dir.resolve():
+            raise ValueError(f"--out {out} would be one of the HR images it reads; choose another name or folder")
         eval_set = folder_eval_set(args.hr, limit=args.limit, crop=args.crop)
         den = load_denoiser(args.checkpoint, autoencoder=args.autoencoder, device=args.device)
         spec = RowSpec(solver, "model", int(args.nfe), float(args.rho), group="table")
@@ -1437,10 +1467,16 @@ def cli_evaluate(args: argparse.Namespace) -> int:
     rows = []
     bar = tqdm(total=sum(max(s.nfe, 1) for s in specs) * len(eval_set), desc="evaluate", unit="img-eval",
                disable=args.no_progress)
-    with bar:
-        for s in specs:
-            rows.append(evaluate_row(s, None if s.solver == "bicubic" else den, eval_set, seed=args.seed,
-                                     batch_size=args.batch_size, lpips_net=lpips_net, device=args.device, bar=bar))
+    try:
+        with bar:
+            for s in specs:
+                rows.append(evaluate_row(s, None if s.solver == "bicubic" else den, eval_set, seed=args.seed,
+                                         batch_size=args.batch_size, lpips_net=lpips_net, device=args.device,
+                                         bar=bar))
+    except KeyboardInterrupt:
+        print(f"interrupted (Ctrl-C) after {len(rows)} of {len(specs)} rows; nothing was written ({out} "
+              f"{'is unchanged' if out.exists() else 'was not created'})", file=sys.stderr)
+        return 130
     metric_info: dict[str, Any] = {}
     for r in rows:
         for k, info in r.metric_info.items():
@@ -1456,9 +1492,8 @@ def cli_evaluate(args: argparse.Namespace) -> int:
                         "available": not (metric_info.get(k) or {}).get("reason")} for k in METRIC_KEYS},
         "rows": [_row_json(r) for r in rows],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    text = (json.dumps(doc, indent=1) + "\n").encode("utf-8")
+    atomic_write(out, lambda f: f.write(text))  # all or nothing: never half a JSON file
     print(format_table([_row_record(r) for r in rows]))
     for k, info in doc["metrics"].items():
         if not info["available"] and k != "ms_ssim":
