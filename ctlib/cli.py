@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._checks import check_output_dir
 from .profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,12 +57,60 @@ def fresh_output_dir(base: Path) -> Path:
     return candidate
 
 
+class NotebooksInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_notebooks`: ``done`` (executed notebooks, complete) and ``partial``
+    (the notebook that was running, renamed ``*.INTERRUPTED.ipynb`` and marked partial; None when
+    nothing of it had been written)."""
+
+    def __init__(self, done: list[tuple[Path, float]], partial: Path | None) -> None:
+        self.done, self.partial = done, partial
+        super().__init__(f"interrupted after {len(done)} notebook(s)")
+
+
+def mark_interrupted(path: Path) -> Path:
+    """Make the executed notebook ``path`` say that it is partial, where papermill leaves it looking
+    complete after Ctrl-C (every cell 'completed', ``exception`` None): the notebook's papermill
+    ``exception`` is True, the cell that was running is 'failed' with a KeyboardInterrupt error output,
+    the cells after it are 'pending', ``metadata.ctlib.partial`` says why, a first markdown cell says
+    so to a reader, and the file is renamed ``<name>.INTERRUPTED.ipynb``.  Returns the new path."""
+    import nbformat
+
+    from ._checks import atomic_write
+
+    nb = nbformat.read(path, as_version=4)
+    started = [i for i, c in enumerate(nb.cells) if (c.metadata.get("papermill") or {}).get("start_time")]
+    running = started[-1] if started else -1
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.setdefault("papermill", {})
+        if i == running:
+            meta.update(status="failed", exception=True)
+            if cell.cell_type == "code":
+                cell.setdefault("outputs", []).append(nbformat.v4.new_output(
+                    "error", ename="KeyboardInterrupt", evalue="interrupted by the user (Ctrl-C): this cell did not finish",
+                    traceback=[]))
+        elif i > running:
+            meta.update(status="pending", exception=None)
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    where = f"cell {running + 1} of {len(nb.cells)}" if running >= 0 else "before its first cell"
+    nb.metadata["ctlib"] = {"partial": True, "reason": f"interrupted (Ctrl-C) in {where}"}
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+        f"**PARTIAL OUTPUT: this run was interrupted (Ctrl-C) in {where}; the cells after it did not run.**"))
+    target = path.with_name(f"{path.stem}.INTERRUPTED.ipynb")
+    text = nbformat.writes(nb).encode("utf-8")
+    atomic_write(target, lambda f: f.write(text))
+    path.unlink()
+    return target
+
+
 def run_notebooks(
     notebooks: list[Path], out_dir: Path, profile: str, progress: bool = True
 ) -> list[tuple[Path, float]]:
     """Execute each notebook with papermill (kernel ``python3``, working directory = its folder),
     passing ``profile`` (and ``results_dir`` = ``out_dir``) to the notebooks that declare them.
-    Returns (executed notebook, seconds) pairs; raises on the first failing notebook."""
+    Returns (executed notebook, seconds) pairs; raises on the first failing notebook, and
+    :class:`NotebooksInterrupted` on Ctrl-C (the running notebook marked partial: :func:`mark_interrupted`)."""
     import papermill as pm
     from tqdm import tqdm
 
@@ -76,10 +125,14 @@ def run_notebooks(
         params = {k: v for k, v in params.items() if k in declared}
         target = out_dir / nb.name
         start = time.perf_counter()
-        pm.execute_notebook(
-            str(nb), str(target), parameters=params, kernel_name="python3", cwd=str(nb.parent),
-            progress_bar=False,
-        )
+        try:
+            pm.execute_notebook(
+                str(nb), str(target), parameters=params, kernel_name="python3", cwd=str(nb.parent),
+                progress_bar=False,
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            raise NotebooksInterrupted(done, mark_interrupted(target) if target.exists() else None) from None
         done.append((target, time.perf_counter() - start))
     return done
 
@@ -87,17 +140,23 @@ def run_notebooks(
 def cmd_reproduce(args: argparse.Namespace) -> int:
     profile = check_profile(args.profile)
     notebooks = find_notebooks(Path(args.notebooks), args.only)
-    out_dir = fresh_output_dir(Path(args.out) if args.out else Path("results") / profile)
+    out_dir = check_output_dir(fresh_output_dir(Path(args.out) if args.out else Path("results") / profile))
     print(f"profile {profile}: {PROFILES[profile]}")
     print(f"running {len(notebooks)} notebooks into {out_dir}/")
     start = time.perf_counter()
     try:
         done = run_notebooks(notebooks, out_dir, profile, progress=not args.no_progress)
+    except NotebooksInterrupted as stop:
+        for path, seconds in stop.done:
+            print(f"  {path}  ({seconds:.1f} s, complete)")
+        where = f"; the notebook that was running is marked partial: {stop.partial}" if stop.partial else ""
+        print(f"interrupted (Ctrl-C): partial output is in {out_dir}/{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as err:  # papermill's PapermillExecutionError names the cell and the error
         if type(err).__name__ != "PapermillExecutionError":
             raise
         print(f"error: a notebook failed; its partial output is in {out_dir}/\n{err}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     for path, seconds in done:
         print(f"  {path}  ({seconds:.1f} s)")
     from .evaluate import print_table_from
