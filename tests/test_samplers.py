@@ -141,12 +141,14 @@ def test_steps_match_the_diffusion_formulas(schedule):
         x1 = pf_exact_step(x, c1, y, ea, eb)
         expected = exp2m_step(x1, c2, c1, y, ea, eb, ec, variable)
         close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, tc], schedule=schedule, variable=variable), expected)
-        expected_0 = pf_final_step(x1, c2, y, eb)  # into 0: the second-order consistent final step
-        close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, 0.0], schedule=schedule, variable=variable), expected_0)
+        # into 0: x0_hat held fixed (default), or the second-order consistent Euler step in eta
+        close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, 0.0], schedule=schedule, variable=variable), c2)
+        close(sample_exp2m(Replay([c1, c2]), x, y, [ta, tb, 0.0], schedule=schedule, variable=variable,
+                           final_step="euler_eta"), pf_final_step(x1, c2, y, eb))
     # exp3m: exp1 prediction, x0_hat there (c2), corrector (x0_hat linear between both ends), then exp2m
     x1 = exp2m_step(x, c1, c2, y, eb, ea, eb, "eta")  # line through (ea, c1), (eb, c2), from ea to eb
     log = []
-    out = sample_exp3m(Replay([c1, c2, c3]), x, y, [ta, tb, tc, 0.0], schedule=schedule,
+    out = sample_exp3m(Replay([c1, c2, c3]), x, y, [ta, tb, tc, 0.0], schedule=schedule, final_step="euler_eta",
                        callback=lambda d: log.append(d))
     close(log[0]["x_next"], x1)
     close(log[1]["x_next"], exp2m_step(x1, c2, c1, y, ea, eb, ec, "eta"))
@@ -184,12 +186,14 @@ def test_exponential_integrators_exact_for_constant_x0(schedule, rho):
             partial(sample_exp3m), partial(sample_exp3m, variable="sqrt_eta")]
     for fn in runs:
         torch.testing.assert_close(fn(den, x_T, y, ts[:-1], schedule=schedule), exact_end, rtol=1e-12, atol=1e-12)
-    # into 0: exp1 holds x0_hat and lands on c; the multistep solvers' final step keeps half the residual
-    # (for a point mass the flow is sqrt(eta)-shaped, not smooth, so the O(eta^2) argument does not apply)
-    torch.testing.assert_close(sample_exp1(den, x_T, y, ts, schedule=schedule), c.expand_as(y), rtol=1e-12, atol=1e-12)
+        # into 0, holding x0_hat: the exact limit c
+        torch.testing.assert_close(fn(den, x_T, y, ts, schedule=schedule), c.expand_as(y), rtol=1e-12, atol=1e-12)
+    # the Euler step in eta keeps half the residual instead (for a point mass the flow is sqrt(eta)-shaped,
+    # not smooth, so its O(eta^2) argument does not apply)
     half = (exact_end + (1 + eta_end) * c - eta_end * y) / 2
     for fn in runs[1:]:
-        torch.testing.assert_close(fn(den, x_T, y, ts, schedule=schedule), half, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fn(den, x_T, y, ts, schedule=schedule, final_step="euler_eta"), half,
+                                   rtol=1e-12, atol=1e-12)
     # the closed form really is the ODE's solution (scipy), and Euler is not exact on it
     rhs = lambda e, x: ((y - c) + (torch.from_numpy(x).reshape(y.shape) - (1 - e) * c - e * y) / (2 * e)).numpy().ravel()  # noqa: E731
     ref = solve_ivp(rhs, (eta_T, eta_end), x_T.numpy().ravel(), rtol=1e-12, atol=1e-12, method="DOP853").y[:, -1]
@@ -381,6 +385,10 @@ def test_bad_input():
         sample(Counting(), y, solver="heun", nfe=1, **kw)
     with pytest.raises(ValueError, match="variable must be one of"):
         sample_exp2m(Counting(), y, y, rho_grid(4), schedule=SCHED, variable="lambda")
+    with pytest.raises(ValueError, match="final_step must be None or one of"):
+        sample(Counting(), y, solver="euler", nfe=5, final_step="hold", **kw)
+    with pytest.raises(ValueError, match="final_step must be None or one of"):
+        sample(Counting(), y, solver="exp3m", nfe=5, final_step="extrapolate", **kw)
     with pytest.raises(ValueError, match="must equal T = 15"):
         sample(Counting(), y, solver="resshift", nfe=10, **kw)
     with pytest.raises(ValueError, match="x_T and y must have the same shape"):
