@@ -1449,6 +1449,9 @@ def cli_evaluate(args: argparse.Namespace) -> int:
         hr_dir = Path(args.hr)
         if out.suffix.lower() in IMAGE_EXTENSIONS and hr_dir.is_dir() and out.resolve().parent == hr_dir.resolve():
             raise ValueError(f"--out {out} would be one of the HR images it reads; choose another name or folder")
+        for name, path in (("--checkpoint", args.checkpoint), ("--autoencoder", args.autoencoder)):
+            if path is not None and out.resolve() == _resolve(path).resolve():
+                raise ValueError(f"--out {out} is the {name} file it reads; choose another name")
         eval_set = folder_eval_set(args.hr, limit=args.limit, crop=args.crop)
         den = load_denoiser(args.checkpoint, autoencoder=args.autoencoder, device=args.device)
         spec = RowSpec(solver, "model", int(args.nfe), float(args.rho), group="table")

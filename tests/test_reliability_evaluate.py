@@ -57,6 +57,8 @@ def test_unusable_out_is_refused_before_any_work(tmp_path, hr_folder, tiny_check
         assert message in capsys.readouterr().err
     assert _cli(_args(hr_folder, tiny_checkpoint, hr_folder / "new.png")) == 2
     assert "would be one of the HR images it reads" in capsys.readouterr().err
+    assert _cli(_args(hr_folder, tiny_checkpoint, tiny_checkpoint, "--overwrite")) == 2
+    assert "is the --checkpoint file it reads" in capsys.readouterr().err
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")

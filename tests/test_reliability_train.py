@@ -190,3 +190,13 @@ def test_missing_or_nonsense_device_and_unwritable_out_are_usage_errors(tmp_path
     (tmp_path / "afile").write_text("x")
     assert main([*base, "--out", str(tmp_path / "afile" / "run"), "--device", "cpu"]) == 2
     assert "is an existing file, not a folder" in capsys.readouterr().err
+
+
+def test_init_from_the_run_folder_being_written_is_refused(tmp_path):
+    """One rule for every command that writes: never read a file it is about to write."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"a finished run's model")
+    with pytest.raises(RunFolderError, match="is a file of the run folder"):
+        run_training("smoke", "continuous", out, init=out / "model.pt", overwrite=True, device="cpu", progress=False)
+    assert (out / "model.pt").read_bytes() == b"a finished run's model"
