@@ -199,7 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ctlib", description="Continuous-in-time ResShift kit")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    rp = sub.add_parser("reproduce", help="run the notebooks headless (papermill) into results/<profile>/")
+    rp = sub.add_parser(
+        "reproduce", help="run the notebooks headless (papermill) into results/<profile>/",
+        description="Run the kit's notebooks headless, in order, into a new folder (never over an old run). "
+                    "Exit status: 0 all ran, 1 a notebook failed (its partial output is in the folder), 2 a usage or "
+                    "environment error (unknown profile, no notebooks, output folder not writable), 130 interrupted "
+                    "(the running notebook is renamed NN_name.INTERRUPTED.ipynb and marked partial).",
+    )
     rp.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")
     rp.add_argument("--out", default=None, help="output folder (default results/<profile>; a used folder gets a _2, _3 ... suffix)")
     rp.add_argument("--notebooks", default=str(REPO_ROOT / "notebooks"), help="folder holding NN_*.ipynb")
@@ -207,7 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce)
 
-    tp = sub.add_parser("train", help="discrete pretraining or continuous fine-tuning (torchrun for DDP)")
+    tp = sub.add_parser(
+        "train", help="discrete pretraining or continuous fine-tuning (torchrun for DDP)",
+        description="Train into a run folder. Settings, device, run folder and every data file are checked before "
+                    "the first step. Exit status: 0 finished (model.pt written), 1 unusable data files (all listed; "
+                    "nothing trained) or a diverged loss (the last good last.pt kept), 2 a usage or environment error "
+                    "(bad setting, device missing, run folder refused or not writable), 130 interrupted (last.pt "
+                    "kept: --resume continues).",
+    )
     tp.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)}")
     tp.add_argument("--mode", choices=("discrete", "continuous"), default="continuous",
                     help="discrete: t = k/T (ResShift pretraining); continuous: t ~ U(1/T, 1) (the report)")
