@@ -37,7 +37,9 @@ What files become (:func:`read_for_upscale` / :func:`write_upscaled`)
     grayscale in -> grayscale out (the network runs on the repeated RGB; the output is the mean of its
     channels); an alpha channel is upscaled by bicubic interpolation (the kernel of the network's own
     LR upsampling) and kept; 16-bit (or float) files are written back as 16-bit PNG, others 8-bit.
-    Outputs are PNGs named ``<input stem>_x4.png``; an existing file is never overwritten unless asked.
+    Outputs are PNGs named ``<input stem>_x4.png``; an existing file is never overwritten unless asked,
+    an input never (its image fails instead), and every output carries the PNG text
+    ``Software: ctlib upscale`` (:data:`OUTPUT_MARK`) so that it is never taken as an input again.
 """
 
 from __future__ import annotations
