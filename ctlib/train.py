@@ -731,6 +731,12 @@ def run_training(
     # everything is checked before the first expensive step: settings, device, run folder, every data file
     settings = profile_settings(profile, mode, **overrides)
     TrainConfig(**_config_settings(mode, settings, seed))  # raises ValueError on a bad setting
+    PairSource([None], settings["crop_size"], settings["degradation"],  # the crop settings, before any file is read
+               official_crop=settings.get("official_crop", False), min_scale=settings.get("min_scale", 1.0))
+    if settings.get("kappa") is not None:
+        check_positive(settings["kappa"], "kappa")
+    if settings.get("schedule") is not None and settings["schedule"] not in SCHEDULES:
+        raise ValueError(f"unknown schedule {settings['schedule']!r}; known schedules: {', '.join(SCHEDULES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = str(check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"), "--device"))

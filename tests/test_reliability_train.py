@@ -200,3 +200,20 @@ def test_init_from_the_run_folder_being_written_is_refused(tmp_path):
     with pytest.raises(RunFolderError, match="is a file of the run folder"):
         run_training("smoke", "continuous", out, init=out / "model.pt", overwrite=True, device="cpu", progress=False)
     assert (out / "model.pt").read_bytes() == b"a finished run's model"
+
+
+def test_settings_are_checked_before_the_data(tmp_path, monkeypatch):
+    """Validation before work: a bad setting is reported before any data file is decoded."""
+    import ctlib.data.datasets as datasets
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the data were checked before the settings")
+
+    monkeypatch.setattr(datasets, "check_training_images", forbidden)
+    data = tmp_path / "data"
+    _photo_folder(data, n=1)
+    for bad, message in (({"kappa": -1.0}, "kappa must be"), ({"min_scale": 2.0}, "min_scale must be in"),
+                         ({"crop_size": 30}, "multiple of 4"), ({"schedule": "linear"}, "unknown schedule")):
+        with pytest.raises(ValueError, match=message):
+            run_training("smoke", "discrete", tmp_path / "run", data_dir=data, device="cpu", progress=False, **bad)
+    assert not (tmp_path / "run").exists()
