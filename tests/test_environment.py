@@ -20,7 +20,8 @@ def _split(req: str) -> tuple[str, str]:
 
 def _pyproject() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    reqs = project["dependencies"] + [r for name in sorted(extras) for r in extras[name]]
     return dict(_split(r) for r in reqs)
 
 
@@ -58,3 +59,16 @@ def test_parser_sees_a_disagreement():
     changed = _environment(text.replace("numpy>=1.24", "numpy>=1.20").replace("  - tqdm>=4.65\n", ""))
     assert changed["numpy"] != _pyproject()["numpy"]
     assert "tqdm" not in changed and "tqdm" in _pyproject()
+
+
+def test_ci_installs_what_the_readme_says():
+    """.ci/run installs the extras of README's install line, and every extra pyproject defines."""
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    m = re.search(r'pip install -e "\.\[([a-z,]+)\]"', readme)
+    assert m, "README's install line not found"
+    assert f'pip install --quiet -e ".[{m.group(1)}]"' in ci
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(m.group(1).split(",")) == set(extras)
+    assert "nbgrader" in " ".join(extras["course"]) and "jupytext" in " ".join(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
