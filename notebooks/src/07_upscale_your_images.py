@@ -12,18 +12,19 @@
 #    kept, 16-bit stays 16-bit; existing files are never overwritten);
 # 5. how to use the official ResShift weights instead (runs only if you have downloaded them).
 #
-# **Run time** (2 shared CPU cores, one torch thread): profile `cpu` (the stored outputs) about 60 s
-# (64 s measured on a loaded machine), nearly all of it network evaluations (the kit's 1.6 M-parameter
-# pixel model costs about 0.3 s per 256 x 256 output tile per evaluation on one core); profile `smoke`
-# about 20 s (one small photo, fewer evaluations). `gpu` and `paper` run the `cpu` settings on CUDA
-# when it is available; `paper` uses the official weights (`official_unet`, `official_vq` below).
+# **Run time** (2 CPU cores, one torch thread; the last cell prints the measurement): profile `cpu` (the stored
+# outputs) about 45 s on idle cores and up to 120 s on a busy machine, nearly all of it network evaluations of the
+# kit's small pixel model; profile `smoke` about 15 s (one small photo, fewer evaluations). `gpu` and `paper` run the `cpu` settings on CUDA when it is
+# available; `paper` uses the official weights (`official_unet`, `official_vq` below).
 #
 # To upscale your own pictures, list their files in `your_images` in the next cell (any size: large
-# images are tiled; about 5 s per 64 x 64 LR pixels on one core at nfe = 15) -- or use the command
+# images are tiled, and the time grows with the number of pixels: the timings printed in sections 1 and 2 give
+# the rate on your machine) -- or use the command
 # line, section 4.
 
 # %%
-import tempfile
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -49,6 +50,7 @@ images = [  # bundled HR photos, made into LR inputs below
     "../data/photos/test/07_flower.png",
 ]
 large_image = "../data/photos/train/brushes_0.jpg"  # a 512 x 512 training photo: the tiling demo
+results_dir = "../results/notebooks"  # section 4 writes its example files under here
 official_unet = "../data/checkpoints/resshift_realsrx4_s15_v1.pth"  # download these to use them
 official_vq = "../data/checkpoints/autoencoder_vq_f4.pth"
 seed = 0
@@ -112,9 +114,10 @@ print("LR inputs:", ", ".join(f"{Path(p).name} {lr.shape[1]}x{lr.shape[0]}" for 
 # file path, and returns the same kind of image, 4x larger. These LR inputs are 64 x 64, smaller than
 # one tile, so each is sampled in one piece. The result is a *sample*: the seed decides the details.
 #
-# What to expect from the kit's small model (1.6 M parameters, trained briefly on two CPU cores on the
+# What to expect from the kit's small model (its size is printed above; trained briefly on two CPU cores on the
 # bundled training photos): it sharpens edges (the collar, the tank's outline) but adds grain and invents
-# texture that is not in the original, and its PSNR is about 1 dB below blurry bicubic upsampling (0.8-1.6 dB on these three). For
+# texture that is not in the original, so pixel by pixel it lands below blurry bicubic upsampling on these
+# photos (the PSNR-Y table below; notebook 05 explains why a 15-step sample loses PSNR to a smooth guess). For
 # good results use the official weights (section 5); everything here works the same with them.
 
 # %% tags=["nbval-ignore-output"]
@@ -124,9 +127,11 @@ print(f"{len(lrs)} photos upscaled in {time.perf_counter() - t0:.1f} s")
 
 # %%
 bicubic = [bicubic_x4(lr) for lr in lrs]
-for p, hr, b, o in zip(images, hrs, bicubic, ours):
-    print(f"{Path(p).name:<20} PSNR-Y bicubic {psnr(b, hr, y_channel=True, border=4):5.1f} dB   "
-          f"ours {psnr(o, hr, y_channel=True, border=4):5.1f} dB")
+for p, lr, hr, b, o in zip(images, lrs, hrs, bicubic, ours):
+    p_bic, p_ours = psnr(b, hr, y_channel=True, border=4), psnr(o, hr, y_channel=True, border=4)
+    print(f"{Path(p).name:<20} PSNR-Y bicubic {p_bic:5.1f} dB   ours {p_ours:5.1f} dB   ({p_ours - p_bic:+.1f} dB)")
+    assert o.shape == (4 * lr.shape[0], 4 * lr.shape[1], 3) and 0 <= o.min() and o.max() <= 1, \
+        "upscale returns an RGB image 4x larger, in [0, 1]"
 
 zoom = cfg["side"] // 4  # side of the zoomed crop, output pixels
 fig, axes = plt.subplots(len(hrs), 5, figsize=(15, 3.1 * len(hrs)), squeeze=False)
@@ -189,12 +194,14 @@ print(f"tiled: {t_tiled:.1f} s; whole image at once: {time.perf_counter() - t0:.
 # The seam check (`seam_ratio`): the mean squared difference between neighbouring output rows
 # (columns) across the lines where a tile starts or ends, divided by its mean over all rows (columns).
 # Near 1 means the borders look like any other place; hard tile borders give much more (the test
-# suite shows 10-15 with a tile-dependent denoiser and no overlap). Tiled and whole-image results are
-# not identical: the network sees different context (and GroupNorm statistics) in a tile.
+# suite shows ratios of 10 and more with a tile-dependent denoiser and no overlap). Tiled and whole-image results are
+# not identical: the network sees different context (and GroupNorm statistics) in a tile. The cell asserts that
+# both ratios stay below 1.5.
 
 # %%
 rows_ratio, cols_ratio = seam_ratio(tiled, layout)
 print(f"seam ratio: across rows {rows_ratio:.2f}, across columns {cols_ratio:.2f}")
+assert max(rows_ratio, cols_ratio) < 1.5, f"a seam shows: ratios {rows_ratio:.2f}, {cols_ratio:.2f}"
 print(f"tiled vs whole image: mean |difference| {np.abs(tiled - whole).mean():.4f}, "
       f"PSNR between them {psnr(tiled, whole):.1f} dB")
 print(f"PSNR-Y vs original: bicubic {psnr(bicubic_x4(lr_large), hr_large, y_channel=True, border=4):.1f} dB, "
@@ -233,8 +240,8 @@ plt.show()
 # official stochastic `resshift` sampler (which needs nfe = T = 15). Cost is proportional to nfe.
 #
 # How to read it: `exp1` with one evaluation lands exactly on the network's first guess
-# $\hat x_0(x_T)$, its estimate of the *mean* of the plausible images -- smooth, and the best PSNR
-# (here above bicubic). One Euler step across the whole trajectory leaves much of the starting noise
+# $\hat x_0(x_T)$, its estimate of the *mean* of the plausible images -- smooth, and the best PSNR of all
+# the runs (asserted below). One Euler step across the whole trajectory leaves much of the starting noise
 # in place. With more evaluations every sampler commits to detail: sharper, and further from the
 # original pixel by pixel (lower PSNR) -- the usual perception-distortion trade-off. The deterministic
 # solvers give nearly the same image at nfe = 15; the ODE is then solved well enough that the
@@ -256,9 +263,12 @@ print(f"{len(runs)} runs in {time.perf_counter() - t0:.1f} s")
 
 # %%
 print(f"{'solver':<9} {'nfe':>4} {'PSNR-Y':>8}")
-print(f"{'bicubic':<9} {'-':>4} {psnr(bicubic_x4(lr_study), hr_study, y_channel=True, border=4):8.1f}")
-for (solver, nfe), img in runs.items():
-    print(f"{solver:<9} {nfe:>4} {psnr(img, hr_study, y_channel=True, border=4):8.1f}")
+psnr_bicubic = psnr(bicubic_x4(lr_study), hr_study, y_channel=True, border=4)
+print(f"{'bicubic':<9} {'-':>4} {psnr_bicubic:8.1f}")
+psnr_runs = {key: psnr(img, hr_study, y_channel=True, border=4) for key, img in runs.items()}
+for (solver, nfe), value in psnr_runs.items():
+    print(f"{solver:<9} {nfe:>4} {value:8.1f}")
+assert max(psnr_runs, key=psnr_runs.get) == ("exp1", 1), "exp1 at nfe 1 (the one-step x0_hat) should have the best PSNR"
 
 fig, axes = plt.subplots(len(solvers), len(cfg["nfes"]) + 1, figsize=(2.6 * (len(cfg["nfes"]) + 1), 2.7 * len(solvers)),
                          squeeze=False)
@@ -292,10 +302,14 @@ plt.show()
 # A progress bar runs over the images (and the tiles of each); at the end a table gives each image's
 # time, and every input that could not be upscaled (unreadable, too small, output exists) is listed.
 # The exit status is 0 when every image was written, 1 otherwise. The same runs from Python with
-# `upscale_files(...)`, shown here on a grayscale and an RGBA image:
+# `upscale_files(...)`, shown here on a grayscale and an RGBA image, and on a file that is not an image at all
+# (`broken.png`), put there on purpose: the report below lists it under "FAILED", which is the **expected**
+# outcome, and the other two files are still written.
 
 # %%
-work = Path(tempfile.mkdtemp(prefix="ctlib_upscale_"))
+work = Path(os.path.relpath(Path(results_dir) / "07_upscale_files"))  # relative: no machine paths in the output
+shutil.rmtree(work, ignore_errors=True)  # a fresh folder on every run (outputs are never overwritten)
+work.mkdir(parents=True)
 small = lrs[0][:32, :32]  # a 32 x 32 LR corner
 write_png(work / "gray.png", small.mean(axis=2))
 write_png(work / "with_alpha.png", np.dstack([small, np.linspace(0, 1, small.shape[1])[None, :].repeat(small.shape[0], 0)]))
@@ -306,17 +320,22 @@ print("input folder:", sorted(p.name for p in work.iterdir()))
 report = upscale_files([work], work / "out", model, progress=False, seed=seed)
 print(report.summary())
 print(report.failures())
+print("(expected: broken.png is not an image, so it is reported and skipped)")
 
 # %%
+modes = {}
 for p in sorted((work / "out").iterdir()):
     with Image.open(p) as im:
         print(f"{p.name:<22} {im.mode:<5} {im.width}x{im.height}")
-print("failed:", [Path(src).name for src, _ in report.failed])
+        modes[p.name] = im.mode
+print("failed, as expected:", [Path(src).name for src, _ in report.failed])
+assert modes == {"gray_x4.png": "L", "with_alpha_x4.png": "RGBA"}, f"gray stays gray, alpha is kept: {modes}"
+assert [Path(src).name for src, _ in report.failed] == ["broken.png"], "only the broken file should fail"
 
 # %% [markdown]
 # ## 5. The official ResShift weights
 #
-# The official realsr x4 v1 model (118.6 M parameters, sampling in the VQ-f4 latent space) gives far
+# The official realsr x4 v1 model (118,593,583 parameters, sampling in the VQ-f4 latent space) gives far
 # better results than the kit's small CPU model. Download `resshift_realsrx4_s15_v1.pth` and
 # `autoencoder_vq_f4.pth` from the ResShift GitHub releases, then
 #
@@ -326,9 +345,9 @@ print("failed:", [Path(src).name for src, _ in report.failed])
 # ```
 #
 # or, in Python, `load_upscaler(official_unet=..., official_vq=...)`. Its LR is padded to multiples
-# of 64, so tiles must be multiples of 64 LR pixels. On a CPU it costs about 1.2 s per evaluation per
-# 64 x 64 tile (plus the autoencoder), i.e. about 20 s per 256 x 256 output at nfe = 15. The cell
-# below runs only when both files are where the parameters say.
+# of 64, so tiles must be multiples of 64 LR pixels. On a CPU it costs about a second per evaluation per
+# 64 x 64 tile (plus the autoencoder), i.e. tens of seconds per 256 x 256 output at nfe = 15; on a GPU a small
+# fraction of that. The cell below runs only when both files are where the parameters say.
 
 # %% tags=["nbval-ignore-output"]
 if Path(official_unet).is_file() and Path(official_vq).is_file():
