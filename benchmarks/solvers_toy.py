@@ -13,7 +13,12 @@ the toy is ``GaussianMixtureToy.demo(schedule, d)`` (three components, d = 2 by 
                     floor); every solver, the stochastic ones included;
 * ``orders``        minus the slope of log error against log nfe over nfe in [10, 50] (Heun: the even
                     nfe only, which all spend one extra Euler step);
-* ``goal``          per schedule and rho: the best solver at nfe = 5 against Euler at nfe = 15.
+* ``variants``      ``rel_err`` of the exponential integrators with the other final step
+                    (``solver/euler_eta``, :mod:`ctlib.solver_accuracy`);
+* ``goal``          per schedule: the best variant and rho at nfe = 5, 10, 15 against Euler (rho 1) at
+                    nfe = 15 (``ctlib.solver_accuracy.goal_table``; goals 0.5x, 0.1x, 0.03x);
+* ``log_eta_probe`` the same ratios for exp3m in log eta on a grid uniform in log eta, which is not
+                    one of the report's grids: how much of the distance to the goals is the grid's.
 
 Writes JSON (``--out``, default ``benchmarks/results/solvers_toy.json``), a log-log plot of the
 errors (``--plot``, default next to the JSON, ``.png``) and a W1 plot (``*_w1.png``), and prints
@@ -34,23 +39,27 @@ import torch
 from ctlib.samplers import (
     SOLVERS,
     STOCHASTIC_SOLVERS,
+    heun_euler_step,
     min_nfe,
     sample,
     sample_euler,
     sample_exp1,
     sample_exp2m,
+    sample_exp3m,
     sample_heun,
     solver_grid,
 )
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
+from ctlib.solver_accuracy import GOALS, ODE_SOLVERS, error_rows, goal_table, log_eta_probe, variants
 from ctlib.toy import GaussianMixtureToy
+from ctlib.train import make_schedule
 
 RHOS = (1.0, 4.0, 8.0, -4.0, -8.0)
 NFES = (3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
-ODE = ("euler", "heun", "exp1", "exp2m", "exp2m_sqrt")
+ODE = ODE_SOLVERS
 RUN_TO_LAST = {"euler": sample_euler, "heun": sample_heun, "exp1": sample_exp1, "exp2m": sample_exp2m,
-               "exp2m_sqrt": partial(sample_exp2m, variable="sqrt_eta")}
-SCHEDULES = {"official": ResShiftSchedule, "report": ExpAlphaSchedule.report}
+               "exp2m_sqrt": partial(sample_exp2m, variable="sqrt_eta"), "exp3m": sample_exp3m}
+SCHEDULES = {"official": ResShiftSchedule, "fit": lambda: make_schedule("fit"), "report": ExpAlphaSchedule.report}
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -98,7 +107,7 @@ def run_schedule(name: str, args) -> dict:
                 row["rel_err"] = _rel(sample(toy.denoiser, y, schedule=schedule, solver=solver, nfe=nfe, rho=r,
                                              x_T=x_T), exact_0)
                 ts = solver_grid(solver, nfe, r, T)
-                kw = {"euler_tail": 0 if nfe % 2 else 1} if solver == "heun" else {}
+                kw = {"euler_step": None if nfe % 2 else heun_euler_step(ts)} if solver == "heun" else {}
                 last = RUN_TO_LAST[solver](toy.denoiser, x_T, y, ts[:-1], schedule=schedule, **kw)
                 row["t_last"] = float(ts[-2])
                 row["rel_err_last"] = _rel(last, exact_at[float(ts[-2])])
@@ -117,17 +126,13 @@ def run_schedule(name: str, args) -> dict:
                            "order_last": _order(nf, [row["rel_err_last"] for row in sel]),
                            "order_full": _order(nf, [row["rel_err"] for row in sel])})
 
-    goal = []
-    for rho in args.rhos:
-        at5 = {row["solver"]: row["rel_err"] for row in rows
-               if row["rho"] == rho and row["nfe"] == 5 and row["rel_err"] is not None}
-        euler15 = next((row["rel_err"] for row in rows
-                        if row["solver"] == "euler" and row["rho"] == rho and row["nfe"] == 15), None)
-        if at5 and euler15 is not None:
-            best = min(at5, key=at5.get)
-            goal.append({"schedule": name, "rho": rho, "best_at_5": best, "err_best_at_5": at5[best],
-                         "err_euler_15": euler15, "met": bool(at5[best] <= euler15)})
-    return {"rows": rows, "orders": orders, "goal": goal,
+    extra = [v for v in variants() if "/" in v]
+    variant_rows = error_rows(toy, extra, args.rhos, args.nfes, n=args.n, seed=args.seed)
+    all_rel = [{"variant": r["solver"], "rho": r["rho"], "nfe": r["nfe"], "rel_err": r["rel_err"]} for r in rows
+               if r["rel_err"] is not None] + variant_rows
+    goal = goal_table(all_rel, GOALS)
+    probe = log_eta_probe(toy, sorted(GOALS), n=args.n, seed=args.seed)
+    return {"rows": rows, "variants": variant_rows, "orders": orders, "goal": goal, "log_eta_probe": probe,
             "w1_exact_flow": w1_exact_flow, "w1_iid_samples": w1_iid, "toy": {
                 "means": toy.means.tolist(), "stds": toy.stds.tolist(), "weights": toy.weights.tolist(),
                 "y": toy.y.tolist(), "schedule": schedule.to_dict()}}
@@ -164,6 +169,10 @@ def plot(results: dict, path: Path, key: str) -> None:
                     ax.loglog(nf, [row["rel_err_last"] for row in sel], ls="--", lw=0.8, color=f"C{k}")
             if key == "w1":
                 ax.axhline(results["schedules"][name]["w1_exact_flow"], color="k", lw=0.7, ls=":")
+            else:  # the goals: error allowed at nfe 5, 10, 15 (any solver, any rho)
+                goals = results["schedules"][name]["goal"]
+                ax.plot([g["nfe"] for g in goals], [g["goal"] * g["reference_err"] for g in goals], "kv", ms=6,
+                        label="goal")
             ax.set_xticks([3, 5, 10, 20, 50])
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -199,9 +208,12 @@ def print_summary(results: dict) -> None:
         for o in res["orders"]:
             fmt = lambda v: "  n/a" if v is None else f"{v:5.2f}"  # noqa: E731
             print(f"  {o['solver']:>6} rho {o['rho']:>4g}: {fmt(o['order_last'])} / {fmt(o['order_full'])}")
+        print("goals (best variant and rho against Euler rho 1 at nfe 15):")
         for g in res["goal"]:
-            print(f"  goal rho {g['rho']:>4g}: best at nfe 5 = {g['best_at_5']} {g['err_best_at_5']:.3e} vs Euler at "
-                  f"nfe 15 {g['err_euler_15']:.3e} -> {'met' if g['met'] else 'not met'}")
+            print(f"  nfe {g['nfe']:>2}: {g['best']:>16} rho {g['rho']:>3g}  {g['rel_err']:.3e} = {g['ratio']:.3f}x "
+                  f"(goal {g['goal']}x) -> {'met' if g['met'] else 'not met'}")
+        print("  the grid's share: exp3m in log eta on a grid uniform in log eta (not a report grid): "
+              + ", ".join(f"nfe {p['nfe']} {p['ratio']:.3f}x" for p in res["log_eta_probe"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=64, help="starts for the error against the exact ODE")
     ap.add_argument("--n-dist", type=int, default=4000, help="starts for the W1 distance")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--schedules", default="official,report")
+    ap.add_argument("--schedules", default="official,fit,report")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (small tensors: 1 is fastest)")
     ap.add_argument("--quick", action="store_true", help="rho 1 and -4, nfe 5/10/15, small batches")
     args = ap.parse_args(argv)

@@ -176,7 +176,7 @@ CACHE_VERSION = 1
 
 #: Evaluation settings per profile.  ``n_images``: None = all; ``crop``: centre crop side (None = full
 #: images); ``sweep_nfes``: the nfe values of the few-step sweep (nfe = 15 comes from the table);
-#: ``rows``: "table" (the report's rows + exp1/exp2m) or "smoke" (5 rows); ``grid_images``: images shown
+#: ``rows``: "table" (the report's rows + exp1/exp2m/exp3m) or "smoke" (5 rows); ``grid_images``: images shown
 #: in the crop figure.
 EVAL_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"n_images": 2, "crop": 64, "batch_size": 2, "rows": "smoke", "sweep_nfes": (3,), "grid_images": (0, 1),
@@ -272,7 +272,8 @@ def table_rows(rhos: Sequence[float] = REPORT_RHOS, nfe: int = 15, T: int = 15) 
     for solver in ("euler", "heun"):
         rows += [RowSpec(solver, "continuous", nfe, float(r), label=f"{solver.capitalize()} rho {r:g}") for r in rhos]
     rows += [RowSpec("exp1", "continuous", nfe, 1.0, label="exp1 rho 1"),
-             RowSpec("exp2m", "continuous", nfe, 1.0, label="exp2m rho 1")]
+             RowSpec("exp2m", "continuous", nfe, 1.0, label="exp2m rho 1"),
+             RowSpec("exp3m", "continuous", nfe, 1.0, label="exp3m rho 1")]
     return rows
 
 
@@ -288,17 +289,20 @@ def _smoke_rows(T: int = 15) -> list[RowSpec]:
 
 def sweep_rows(best: RowSpec | None, nfes: Sequence[int], T: int = 15) -> list[RowSpec]:
     """The few-step sweep: the discrete model with ``exp1_levels`` at ``nfes`` and at T (the honest
-    few-step baseline), the best continuous row at ``nfes``, and exp2m (rho 1) at ``nfes``."""
+    few-step baseline), the best continuous row at ``nfes``, and exp2m and exp3m (rho 1) at ``nfes``."""
+    from .samplers import min_nfe
+
     rows = [RowSpec(LEVELS_SOLVER, "baseline", n, label=f"Baseline exp1 levels nfe {n}", group="sweep")
             for n in sorted({*nfes, T}) if n <= T]
     series = []
     if best is not None and best.solver not in ("resshift", LEVELS_SOLVER, *REFERENCE_SOLVERS):
         series.append(best)
-    if best is None or best.solver != "exp2m" or best.rho != 1.0:
-        series.append(RowSpec("exp2m", "continuous", 15, 1.0))
+    for solver in ("exp2m", "exp3m"):
+        if best is None or best.solver != solver or best.rho != 1.0:
+            series.append(RowSpec(solver, "continuous", 15, 1.0))
     for s in series:
         for n in nfes:
-            if n == s.nfe or (s.solver == "heun" and n < 3) or (s.solver.startswith("exp2m") and n < 2):
+            if n == s.nfe or n < min_nfe(s.solver, T):
                 continue
             name = f"{s.solver.capitalize() if s.solver in ('euler', 'heun') else s.solver}"
             rho = f" rho {s.rho:g}" if s.uses_rho else ""
