@@ -457,6 +457,8 @@ def train(
         logged = _resume_log(out_dir / "log.csv", step) if rank == 0 else float("nan")
         last_loss = float(state["last_loss"]) if "last_loss" in state else logged
     elif rank == 0:
+        for old in ("last.pt", "model.pt"):  # a replaced run's (--overwrite): never resumed into the new log
+            (out_dir / old).unlink(missing_ok=True)
         (out_dir / "train_config.json").write_text(json.dumps(
             {"train": asdict(config), "schedule": schedule.to_dict(), "model": model_meta or {}}, indent=2))
         with open(out_dir / "log.csv", "w", newline="") as f:

@@ -217,3 +217,18 @@ def test_settings_are_checked_before_the_data(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=message):
             run_training("smoke", "discrete", tmp_path / "run", data_dir=data, device="cpu", progress=False, **bad)
     assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_removes_the_replaced_runs_checkpoints_at_once(tmp_path):
+    """A run replaced with --overwrite and interrupted before its first checkpoint must not leave the old
+    last.pt next to the new log (a --resume would continue the old run under the new log)."""
+    out = tmp_path / "run"
+    train(tiny_wrapper(), ResShiftSchedule(), random_pairs, tiny_config(iterations=2), out, progress=False)
+
+    def interrupted(n, g):
+        raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="no checkpoint was written yet"):
+        train(tiny_wrapper(), ResShiftSchedule(), interrupted, tiny_config(ckpt_every=10), out, overwrite=True,
+              progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["log.csv", "train_config.json"]
