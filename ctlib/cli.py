@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from ._checks import check_output_dir
 from .profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +137,8 @@ def run_notebooks(
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ._checks import check_output_dir
+
     profile = check_profile(args.profile)
     notebooks = find_notebooks(Path(args.notebooks), args.only)
     out_dir = check_output_dir(fresh_output_dir(Path(args.out) if args.out else Path("results") / profile))
