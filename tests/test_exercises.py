@@ -166,10 +166,11 @@ def test_every_exercise_has_named_wrong_answers():
 
 # mutants whose result is identical to the reference's: they change a starting point or a
 # tolerance of an optimiser, or a polynomial degree that numpy truncates to an int
+_FIT = "res = least_squares(lambda p: p[0] * np.expm1(p[1] * t) - data, [1.0, 1.0], xtol=1e-15, ftol=1e-15, gtol=1e-15)"
 EQUIVALENT = {
-    ("E5", "constant 1.0 -> 1.01"),
-    ("E5", "constant 1e-15 -> 1.01e-15"),
-    ("E10", "constant 1 -> 1.01"),
+    ("E5", f"constant 1.0 -> 1.01 in `{_FIT}`"),  # the starting point
+    ("E5", f"constant 1e-15 -> 1.01e-15 in `{_FIT}`"),  # the tolerances
+    ("E10", "constant 1 -> 1.01 in `slope, _ = np.polyfit(np.log(ns), np.log(errors), 1)`"),  # int(1.01) == 1
 }
 
 
@@ -195,4 +196,6 @@ def test_equivalent_mutants_are_few_and_really_survive():
     for ex_id, desc in EQUIVALENT:
         found = [m for m in mutants(_cell(ex_id)) if m.description == desc]
         assert found, (ex_id, desc)
+        for m in found:
+            assert run_check(with_cell(_ns(ex_id), m.source), ex_id)[0] == "passed", desc
     assert len(EQUIVALENT) <= 3

@@ -47,8 +47,8 @@ def _region_lines(source: str) -> set[int]:
 class _Site(ast.NodeTransformer):
     """Apply mutation number ``target`` (counting candidate sites in walk order) and describe it."""
 
-    def __init__(self, lines: set[int], target: int) -> None:
-        self.lines, self.target, self.count, self.done = lines, target, 0, None
+    def __init__(self, lines: set[int], target: int, text: list[str]) -> None:
+        self.lines, self.target, self.count, self.done, self.text = lines, target, 0, None, text
 
     def _hit(self) -> bool:
         hit = self.count == self.target
@@ -100,7 +100,8 @@ class _Site(ast.NodeTransformer):
     def visit_Constant(self, node: ast.Constant):
         if getattr(node, "lineno", -1) in self.lines and not self.done and type(node.value) in (int, float) \
                 and node.value != 0 and self._hit():
-            self.done = ("constant", f"constant {node.value!r} -> {node.value * 1.01!r}")
+            line = self.text[node.lineno - 1].strip()
+            self.done = ("constant", f"constant {node.value!r} -> {node.value * 1.01!r} in `{line}`")
             return ast.Constant(node.value * 1.01)
         return node
 
@@ -111,7 +112,7 @@ def mutants(source: str) -> Iterator[Mutant]:
     tree = ast.parse(source)
     target = 0
     while True:
-        t = _Site(lines, target)
+        t = _Site(lines, target, source.split("\n"))
         new = t.visit(copy.deepcopy(tree))
         if t.done is None:
             return
