@@ -210,3 +210,53 @@ def test_build_executes_instructor_notebooks(tmp_path):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     for ex in ("E1", "E2", "E3"):
         assert f"{ex} passed:" in text and f"{ex} passed (hidden trials)" in text
+
+
+def test_nbgrader_source_metadata(tmp_path):
+    assert main(["build", "--out", str(tmp_path), "--format", "nbgrader"]) == 0
+    assert (tmp_path / "nbgrader_config.py").exists()
+    for name in NAMES:
+        nb = nbformat.read(tmp_path / "source" / name / f"{name}.ipynb", as_version=4)
+        ids = [c.metadata.nbgrader["grade_id"] for c in nb.cells]
+        assert len(ids) == len(set(ids))
+        graded = {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader for c in nb.cells
+                  if c.metadata.nbgrader["grade"]}
+        want = {e.id: e.points for e in EXERCISES.values() if e.assignment == name}
+        want.update({w.id: w.points for w in WRITTEN.values() if w.assignment == name})
+        assert {k: m["points"] for k, m in graded.items()} == want
+        for c in nb.cells:
+            m = c.metadata.nbgrader
+            assert m["schema_version"] == 3 and set(m) >= {"solution", "grade", "locked", "grade_id"}
+            if "BEGIN SOLUTION" in c.source:
+                assert m["solution"] and not m["locked"]
+            if "BEGIN HIDDEN TESTS" in c.source:
+                assert m["grade"] and not m["solution"] and c.cell_type == "code"
+            if not m["solution"] and not m["grade"]:
+                assert m["locked"]
+
+
+def test_register_plugs_into_a_parent_cli(tmp_path, capsys):
+    """What ctlib.cli does with register(): `python -m ctlib assignments ...`."""
+    import argparse
+
+    from ctlib.assignments.cli import register
+
+    ap = argparse.ArgumentParser(prog="python -m ctlib")
+    register(ap.add_subparsers(dest="command", required=True))
+    args = ap.parse_args(["assignments", "build", "--out", str(tmp_path / "c"), "--format", "nbgrader"])
+    assert args.func(args) == 0 and (tmp_path / "c" / "source").is_dir()
+    args = ap.parse_args(["assignments", "build", "--out", str(tmp_path / "c"), "--format", "nbgrader"])
+    assert args.func(args) == 2
+
+
+def test_main_cli_runs_the_assignments_command(tmp_path):
+    import argparse
+
+    import ctlib.cli
+
+    parser = ctlib.cli.build_parser()
+    choices = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "assignments" not in choices:
+        pytest.skip("ctlib.cli does not register the assignments command yet")
+    assert ctlib.cli.main(["assignments", "build", "--out", str(tmp_path / "c"), "--format", "nbgrader"]) == 0
+    assert ctlib.cli.main(["assignments", "build", "--out", str(tmp_path / "c"), "--format", "nbgrader"]) == 2
