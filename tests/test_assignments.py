@@ -260,3 +260,11 @@ def test_main_cli_runs_the_assignments_command(tmp_path):
         pytest.skip("ctlib.cli does not register the assignments command yet")
     assert ctlib.cli.main(["assignments", "build", "--out", str(tmp_path / "c"), "--format", "nbgrader"]) == 0
     assert ctlib.cli.main(["assignments", "build", "--out", str(tmp_path / "c"), "--format", "nbgrader"]) == 2
+
+
+def test_builds_are_reproducible(built, tmp_path):
+    assert main(["build", "--out", str(tmp_path), "--no-execute"]) == 0
+    for name in NAMES:
+        for part in ("student", "instructor"):
+            assert (tmp_path / part / f"{name}.ipynb").read_bytes() == (built / part / f"{name}.ipynb").read_bytes()
+        nbformat.validate(nbformat.read(tmp_path / "student" / f"{name}.ipynb", as_version=4))

@@ -60,7 +60,8 @@ def read_source(path: str | Path) -> Source:
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["ctlib"] = {"assignment": path.stem}
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{path.stem[:2]}-cell-{i:02d}"  # stable ids: builds are reproducible, diffs small
         cell.metadata.pop("lines_to_next_cell", None)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
