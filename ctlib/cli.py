@@ -6,6 +6,7 @@ reproduce   run the kit's notebooks headless with papermill, in order, into ``re
 train       discrete pretraining or continuous fine-tuning (also under ``torchrun``)
 evaluate    one solver row on a folder of HR images -> JSON (:mod:`ctlib.evaluate`)
 upscale     x4 super-resolution of your own images, any size (:mod:`ctlib.upscale`)
+assignments build the course notebooks (student, instructor, nbgrader) and grade submissions (:mod:`ctlib.assignments`)
 """
 
 from __future__ import annotations
@@ -265,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub)
     add_upscale_parser(sub)
+    from .assignments.cli import register as add_assignments_parser
+
+    add_assignments_parser(sub)
     return ap
 
 
