@@ -177,3 +177,33 @@ def test_run_time_parsing():
     assert stated_cpu_seconds(intro) == [60.0, 120.0]
     nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "stream", "text": "notebook ran in 75.2 s\n"}]}]}
     assert measured_seconds(nb) == 75.2
+
+
+def _build_module():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import build_notebook
+    finally:
+        sys.path.pop(0)
+    return build_notebook
+
+
+def test_builder_writes_clean_notebooks(tmp_path):
+    """The builder (without executing) writes ipykernel's kernelspec, stable ids, tags only, and the
+    source's cells; a notebook whose cells differ from its source is told apart."""
+    pytest.importorskip("jupytext")
+    build_notebook = _build_module()
+    src = tmp_path / "src" / "99_demo.py"
+    src.parent.mkdir()
+    src.write_text('# %% [markdown]\n# # Demo\n# Some text.\n\n# %% tags=["parameters"]\nprofile = "cpu"\n\n\n'
+                   "# %%\nprint(profile)\n")
+    out = build_notebook.build(src, execute=False)
+    nb = _load(out)
+    assert nb["metadata"]["kernelspec"] == _ipykernel_spec()
+    assert "jupytext" not in nb["metadata"]
+    assert [c["id"] for c in nb["cells"]] == ["c00", "c01", "c02"]
+    assert [c["metadata"] for c in nb["cells"]] == [{}, {"tags": ["parameters"]}, {}]
+    assert [_source(c) for c in nb["cells"]] == ["# Demo\nSome text.", 'profile = "cpu"', "print(profile)"]
+    nb["cells"][0]["metadata"]["execution"] = {"iopub.status.idle": "2026-01-01T00:00:00Z"}
+    cleaned = build_notebook.clean(__import__("nbformat").from_dict(nb))
+    assert cleaned.cells[0].metadata == {}
