@@ -101,6 +101,28 @@ DEFAULT_CHECKPOINT: Path = REPO_ROOT / "data" / "checkpoints" / "continuous_fine
 #: Default tile side and overlap, in LR pixels (the bundled model was trained on 64 x 64 LR crops).
 DEFAULT_TILE = 64
 DEFAULT_OVERLAP = 16
+#: The default sampler, from measurement: the cheapest setting of the table of record
+#: (``data/results/cpu``) within 0.05 dB PSNR-Y and 0.002 SSIM-Y of its best nfe = 15 row
+#: (``ctlib.conclusions.cheapest_match``; ``tests/test_upscale_defaults.py`` keeps them in step).
+DEFAULT_SOLVER, DEFAULT_RHO, DEFAULT_NFE = "euler", -8.0, 8
+RECORD_TABLE: Path = REPO_ROOT / "data" / "results" / "cpu" / "table.json"
+
+
+def default_sampler_note() -> str:
+    """Why the default sampler is what it is, with the numbers of the table of record (if present)."""
+    text = f"default {DEFAULT_SOLVER}, rho {DEFAULT_RHO:g}, nfe {DEFAULT_NFE}"
+    try:
+        import json
+
+        from .conclusions import cheapest_match
+
+        pick = cheapest_match(json.loads(RECORD_TABLE.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError):
+        return text
+    return (f"{text}: the cheapest setting within 0.05 dB PSNR-Y and 0.002 SSIM-Y of the best nfe-15 row of the "
+            f"table of record ({pick['best_label']}: {pick['best_psnr_y']:.2f} dB / {pick['best_ssim_y']:.4f}; "
+            f"{pick['label']}: {pick['psnr_y']:.2f} dB / {pick['ssim_y']:.4f}; notebook 06)")
+
 #: Smallest LR side accepted: below it the padding to the network's multiple would be mostly
 #: reflections of a few pixels (and bicubic upsampling has no neighbourhood to work with).
 MIN_SIDE = 8
@@ -324,9 +346,9 @@ def upscale_tensor(
     lr: torch.Tensor,
     denoiser: ResShiftDenoiser,
     *,
-    solver: str = "euler",
-    nfe: int = 15,
-    rho: float = 1.0,
+    solver: str = DEFAULT_SOLVER,
+    nfe: int = DEFAULT_NFE,
+    rho: float = DEFAULT_RHO,
     seed: int = 0,
     generator: torch.Generator | None = None,
     tile: int | None = DEFAULT_TILE,
@@ -468,9 +490,9 @@ def upscale(
     image: np.ndarray | torch.Tensor | str | os.PathLike,
     denoiser: ResShiftDenoiser | str | os.PathLike | None = None,
     *,
-    solver: str = "euler",
-    nfe: int = 15,
-    rho: float = 1.0,
+    solver: str = DEFAULT_SOLVER,
+    nfe: int = DEFAULT_NFE,
+    rho: float = DEFAULT_RHO,
     seed: int = 0,
     generator: torch.Generator | None = None,
     tile: int | None = DEFAULT_TILE,
@@ -800,9 +822,10 @@ def add_upscale_parser(subparsers: Any) -> argparse.ArgumentParser:
     up.add_argument("--checkpoint", help=f"kit checkpoint (default {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)})")
     up.add_argument("--official-unet", help="resshift_realsrx4_s15_v1.pth (with --official-vq)")
     up.add_argument("--official-vq", help="autoencoder_vq_f4.pth (with --official-unet)")
-    up.add_argument("--solver", default="euler", choices=SOLVERS, help="sampler (default euler)")
-    up.add_argument("--nfe", type=int, default=15, help="network evaluations per tile (default 15)")
-    up.add_argument("--rho", type=float, default=1.0, help="time-grid exponent (default 1)")
+    up.add_argument("--solver", default=DEFAULT_SOLVER, choices=SOLVERS, help=f"sampler ({default_sampler_note()})")
+    up.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per tile (default {DEFAULT_NFE})")
+    up.add_argument("--rho", type=float, default=DEFAULT_RHO,
+                    help=f"time-grid exponent (default {DEFAULT_RHO:g}; negative: the report's mirrored grid)")
     up.add_argument("--seed", type=int, default=0, help="seed of all noise (default 0)")
     up.add_argument("--tile", type=int, default=DEFAULT_TILE,
                     help=f"tile side in LR pixels (default {DEFAULT_TILE}; 0: whole image at once)")
