@@ -1409,7 +1409,9 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--nfe", type=int, default=15, help="network evaluations (resshift: T)")
     p.add_argument("--out", required=True, help="output JSON file (never replaced without --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every image's x_T (default 0); same seed, thread count, device and torch build: "
+                        "same numbers (README, 'What is reproducible')")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--limit", type=int, help="only the first N images (N >= 1)")
     p.add_argument("--crop", type=int, help=f"centre-crop every image to at most CROP x CROP (a multiple of {SCALE}, "

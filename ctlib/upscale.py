@@ -826,7 +826,9 @@ def add_upscale_parser(subparsers: Any) -> argparse.ArgumentParser:
     up.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per tile (default {DEFAULT_NFE})")
     up.add_argument("--rho", type=float, default=DEFAULT_RHO,
                     help=f"time-grid exponent (default {DEFAULT_RHO:g}; negative: the report's mirrored grid)")
-    up.add_argument("--seed", type=int, default=0, help="seed of all noise (default 0)")
+    up.add_argument("--seed", type=int, default=0,
+                    help="seed of all noise (default 0); the same seed, --threads, device and torch build give the "
+                         "same bytes (other thread counts can flip a few 8-bit values: README, 'What is reproducible')")
     up.add_argument("--tile", type=int, default=DEFAULT_TILE,
                     help=f"tile side in LR pixels (default {DEFAULT_TILE}; 0: whole image at once)")
     up.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
