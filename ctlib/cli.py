@@ -104,13 +104,42 @@ def mark_interrupted(path: Path) -> Path:
     return target
 
 
+#: The kernel logs only errors: its "running over TCP without encryption" warning (the kernel and
+#: papermill talk over loopback) would otherwise interleave with the progress bars.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: Set while ``reproduce`` runs a notebook: long loops inside it (the table's rows,
+#: :func:`ctlib.evaluate.run_rows`) then draw their progress bar on the terminal as well.
+TERMINAL_PROGRESS_ENV = "CTLIB_TERMINAL_PROGRESS"
+
+
+class _terminal_progress:
+    """Context manager: ``CTLIB_TERMINAL_PROGRESS=1`` for the kernels started inside it (they inherit
+    the environment, and their ``sys.__stderr__`` is this terminal)."""
+
+    def __enter__(self) -> None:
+        import os
+
+        self._old = os.environ.get(TERMINAL_PROGRESS_ENV)
+        os.environ[TERMINAL_PROGRESS_ENV] = "1"
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+
+        if self._old is None:
+            os.environ.pop(TERMINAL_PROGRESS_ENV, None)
+        else:
+            os.environ[TERMINAL_PROGRESS_ENV] = self._old
+
+
 def run_notebooks(
     notebooks: list[Path], out_dir: Path, profile: str, progress: bool = True
 ) -> list[tuple[Path, float]]:
     """Execute each notebook with papermill (kernel ``python3``, working directory = its folder),
     passing ``profile`` (and ``results_dir`` = ``out_dir``) to the notebooks that declare them.
     Returns (executed notebook, seconds) pairs; raises on the first failing notebook, and
-    :class:`NotebooksInterrupted` on Ctrl-C (the running notebook marked partial: :func:`mark_interrupted`)."""
+    :class:`NotebooksInterrupted` on Ctrl-C (the running notebook marked partial: :func:`mark_interrupted`).
+    Progress: a bar over the notebooks, papermill's bar over each notebook's cells, and inside a long
+    cell the table's rows (:data:`TERMINAL_PROGRESS_ENV`)."""
     import papermill as pm
     from tqdm import tqdm
 
@@ -126,10 +155,11 @@ def run_notebooks(
         target = out_dir / nb.name
         start = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(nb), str(target), parameters=params, kernel_name="python3", cwd=str(nb.parent),
-                progress_bar=False,
-            )
+            with _terminal_progress():
+                pm.execute_notebook(
+                    str(nb), str(target), parameters=params, kernel_name="python3", cwd=str(nb.parent),
+                    progress_bar=progress, extra_arguments=KERNEL_ARGUMENTS,
+                )
         except KeyboardInterrupt:
             bar.close()
             raise NotebooksInterrupted(done, mark_interrupted(target) if target.exists() else None) from None

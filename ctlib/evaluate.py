@@ -883,7 +883,13 @@ def run_rows(
     loaded: dict[str, Any] = {}
     load_errors: dict[str, str] = dict(fp_errors)
     total = sum(max(s.nfe, 1) * len(eval_set) for s in todo)
-    bar = tqdm(total=total, desc="evaluate", unit="img-eval", disable=not progress or not todo, mininterval=1.0)
+    # under `python -m ctlib reproduce` the bar is drawn on the terminal (the kernel's own stderr), where
+    # it moves while the notebook's cell runs
+    import os
+
+    to_terminal = os.environ.get("CTLIB_TERMINAL_PROGRESS") == "1" and sys.__stderr__ is not None
+    bar = tqdm(total=total, desc="table rows" if to_terminal else "evaluate", unit="img-eval",
+               disable=not progress or not todo, mininterval=1.0, file=sys.__stderr__ if to_terminal else None)
     try:
         for k, spec in enumerate(specs):
             if results[k] is not None:

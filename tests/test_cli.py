@@ -75,3 +75,26 @@ def test_reproduce_reports_a_failing_notebook(tmp_path, capsys):
     _write_notebook(nbdir / "01_bad.ipynb", "raise RuntimeError('boom')")
     assert main(["reproduce", "--notebooks", str(nbdir), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     assert "boom" in capsys.readouterr().err
+
+
+def test_reproduce_keeps_the_terminal_free_of_kernel_warnings_and_shows_progress(tmp_path, capfd):
+    """A real papermill run of a tiny notebook through run_notebooks: no 'without encryption' warning
+    from the kernel, the cells' progress bar, and the kernel sees CTLIB_TERMINAL_PROGRESS=1 (so the
+    table's row bar is drawn on the terminal)."""
+    import nbformat
+
+    from ctlib.cli import TERMINAL_PROGRESS_ENV, run_notebooks
+
+    src = tmp_path / "nb"
+    src.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(f"import os\nprint('flag', os.environ.get('{TERMINAL_PROGRESS_ENV}'))")]
+    nbformat.write(nb, src / "01_tiny.ipynb")
+    done = run_notebooks([src / "01_tiny.ipynb"], tmp_path / "out", "smoke", progress=True)
+    err = capfd.readouterr().err
+    assert "without encryption" not in err
+    assert "Executing" in err  # papermill's bar over the cells
+    out = nbformat.read(done[0][0], as_version=4)
+    assert "flag 1" in "".join(o.get("text", "") for o in out.cells[0].outputs)
+    assert TERMINAL_PROGRESS_ENV not in __import__("os").environ
