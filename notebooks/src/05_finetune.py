@@ -350,7 +350,7 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 offset = 0
 for name, (_meta, log, _quality) in shipped.items():
     steps, loss_values = log["step"] + offset, log["loss"]
-    k = max(1, len(loss_values) // 60)
+    k = max(1, len(loss_values) // 10)  # a tenth of each run: batch-2 losses are noisy
     smooth = np.convolve(loss_values, np.ones(k) / k, mode="valid")
     axes[0].plot(steps[k - 1:], smooth, label=f"{name} (moving mean of {k})")
     val_steps = [s + offset for s, v in zip(log["step"], log["val"]) if v]
