@@ -181,7 +181,7 @@ def plot(results: dict, path: Path, key: str) -> None:
             if i == len(names) - 1:
                 ax.set_xlabel("nfe")
         axes[i, 0].set_ylabel("relative error" if key == "rel_err" else "W1 to p(x0)")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle("solid: final sample (t = 0); dashed: last grid point before 0" if key == "rel_err"
                  else "W1 from the true marginal at t = 1 (dotted: exact flow, finite-sample floor)", fontsize=9)
     fig.tight_layout()

@@ -1385,8 +1385,8 @@ def plot_crops(result: TableResult, keys: Sequence[str] | None = None):
             ax.set_xticks([])
             ax.set_yticks([])
             if row_i == 0:
-                ax.set_title(title, fontsize=7)
-        axes[row_i][0].set_ylabel(result.eval_set.names[i], fontsize=7)
+                ax.set_title(title, fontsize=8)
+        axes[row_i][0].set_ylabel(result.eval_set.names[i], fontsize=8)
     fig.tight_layout()
     return fig
 

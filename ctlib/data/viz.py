@@ -95,7 +95,7 @@ def plot_degradation_grid(
             ax.imshow(lr[r].detach().cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_title(f"LR sample {c} ({lr.shape[-1]}x{lr.shape[-2]})", fontsize=8)
             if annotate:
-                ax.set_xlabel(describe_degradation(params, r).replace(" | ", "\n  "), fontsize=5, loc="left")
+                ax.set_xlabel(describe_degradation(params, r).replace(" | ", "\n  "), fontsize=8, loc="left")
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -23,9 +23,9 @@
 #    budgets; the few-step goals.
 # 5. What the $\rho$ values of the report's table do, at its budget nfe = 15.
 #
-# **Run time** (2 shared CPU cores): profile `cpu` (the stored outputs) about 30 s end to end, of
-# which about 18 s after the imports; profile `smoke` about 25 s (16 s after the imports). Everything
-# runs on the CPU in float64. The full sweep over all solvers, $\rho$ and nfe, which section 4 reads,
+# **Run time** (2 CPU cores): profile `cpu` (the stored outputs) 8–30 s for the cells, depending on the
+# load, plus about 10 s to import torch; profile `smoke` about two thirds of that. Everything runs on
+# the CPU in float64. The full sweep over all solvers, $\rho$ and nfe, which section 4 reads,
 # is `benchmarks/solvers_toy.py` (about 2–3 minutes).
 
 # %%
@@ -218,8 +218,8 @@ assert gap_post < 1e-12 and gap_ddim < 1e-12, "the family must contain both step
 # which is exactly that step. Holding $\hat x_0$ is off by $O(\eta_a)$. The cell measures both from the
 # exact state on the toy. (For a point mass, $\hat x_0 = $ const, the flow is $\sqrt\eta$-shaped, not
 # smooth: there holding is exact and the Euler step keeps half the remaining noise. Real images sit in
-# between, and on them holding scores higher: `tests/test_samplers.py` and the table's `exp2m`/`exp3m`
-# rows.) On the official schedule $\alpha(1/T)/T = \eta_1$, so the report's Euler step from $1/T$ into
+# between: with the shipped model holding scores higher on every metric,
+# `benchmarks/results/final_step.json`, printed in notebook 06.) On the official schedule $\alpha(1/T)/T = \eta_1$, so the report's Euler step from $1/T$ into
 # 0 *is* `pf_final_step`.
 
 # %%
@@ -495,7 +495,7 @@ for ax, (sched_name, res) in zip(axes, bench["schedules"].items()):
     ax.set_xlabel("nfe")
     ax.grid(True, which="both", alpha=0.3)
 axes[0].set_ylabel("error relative to the reference")
-axes[-1].legend(fontsize=7, ncol=2)
+axes[-1].legend(fontsize=8, ncol=2)
 fig.tight_layout()
 plt.show()
 print(f"{'schedule':>9} {'nfe':>4} {'goal':>6} {'best (solver / rho)':>26} {'ratio':>7}  log-eta grid")

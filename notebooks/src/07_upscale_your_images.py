@@ -108,8 +108,9 @@ print("LR inputs:", ", ".join(f"{Path(p).name} {lr.shape[1]}x{lr.shape[0]}" for 
 # %% [markdown]
 # ## 1. The API on a few photos
 #
-# `ctlib.upscale(image, model, solver="euler", nfe=15, seed=0, tile=64, overlap=16)` (defined in
-# `ctlib/upscale.py`, which also holds the helpers imported above) takes a numpy image
+# `ctlib.upscale(image, model, solver="euler", nfe=8, rho=-8, seed=0, tile=64, overlap=16)` (defined in
+# `ctlib/upscale.py`, which also holds the helpers imported above; the default sampler is the cheapest
+# setting that matches the best nfe-15 row of notebook 06's table) takes a numpy image
 # (HWC, float in [0, 1] or uint8/uint16; gray, gray + alpha, RGB or RGBA), a torch tensor (CHW) or a
 # file path, and returns the same kind of image, 4x larger. These LR inputs are 64 x 64, smaller than
 # one tile, so each is sampled in one piece. The result is a *sample*: the seed decides the details.
@@ -117,7 +118,7 @@ print("LR inputs:", ", ".join(f"{Path(p).name} {lr.shape[1]}x{lr.shape[0]}" for 
 # What to expect from the kit's small model (its size is printed above; trained briefly on two CPU cores on the
 # bundled training photos): it sharpens edges (the collar, the tank's outline) but adds grain and invents
 # texture that is not in the original, so pixel by pixel it lands below blurry bicubic upsampling on these
-# photos (the PSNR-Y table below; notebook 05 explains why a 15-step sample loses PSNR to a smooth guess). For
+# photos (the PSNR-Y table below; notebook 05 explains why a sample loses PSNR to a smooth guess). For
 # good results use the official weights (section 5); everything here works the same with them.
 
 # %% tags=["nbval-ignore-output"]
@@ -251,14 +252,14 @@ plt.show()
 hr_study = center_crop(read_image(images[0]), cfg["study"])
 lr_study = make_lr(hr_study)
 solvers = ("euler", "exp1", "exp2m")
-runs = {(s, n): None for s in solvers for n in cfg["nfes"] if n >= min_nfe(s)}  # exp2m needs nfe >= 2
+runs = {(s, n): None for s in solvers for n in cfg["nfes"] if n >= min_nfe(s)}
 if 15 in cfg["nfes"]:
     runs[("resshift", 15)] = None
 
 # %% tags=["nbval-ignore-output"]
 t0 = time.perf_counter()
 for solver, nfe in runs:
-    runs[(solver, nfe)] = upscale(lr_study, model, solver=solver, nfe=nfe, seed=seed)
+    runs[(solver, nfe)] = upscale(lr_study, model, solver=solver, nfe=nfe, rho=1.0, seed=seed)
 print(f"{len(runs)} runs in {time.perf_counter() - t0:.1f} s")
 
 # %%
