@@ -1,131 +1,167 @@
-"""Forward time and size of the kit's networks on the CPU (float32).
+"""Plain port against the inference fast path (``ctlib.nn.fast.accelerate``): CPU forward times, float32.
 
-Measures, as the median of ``--repeats`` timed calls after one warm-up call under
-``torch.inference_mode``:
+Cases (each built once; the fast model is ``accelerate(copy.deepcopy(plain))`` with its default
+settings, i.e. what ``denoiser_from_checkpoint`` / ``build_official_denoiser`` load):
 
-* ``v1_unet``       the official realsr x4 v1 UNet (``V1_UNET``) at batch 1 on a 3 x 64 x 64 latent
-                    (+ the 3 x 64 x 64 LR), i.e. one network evaluation for a 256 x 256 output;
-* ``bundled_pixel`` the kit's pixel model (``BUNDLED_PIXEL``) at its evaluation size, batch 8 at
-                    256 x 256 (the cpu profile's batches), in the default and in the channels-last
-                    memory format;
-* ``vq_f4_encode`` / ``vq_f4_decode``  the VQ-f4 autoencoder on one 256 x 256 image (skip with
-                    ``--skip-vq``).
+* ``v1_unet``        the official realsr x4 v1 UNet (``V1_UNET``) at batch 1 on a 3 x 64 x 64 latent
+                     (+ the 3 x 64 x 64 LR): one network evaluation for a 256 x 256 output;
+* ``bundled_pixel``  the shipped pixel model (``data/checkpoints/continuous_finetune.pt``, or a
+                     random ``BUNDLED_PIXEL`` with ``--checkpoint none``) at batch 8, 256 x 256
+                     (the cpu profile's batches);
+* ``vq_f4_decode``   the VQ-f4 decoder (``VQModel.decode``, quantisation included) of one
+                     3 x 64 x 64 latent to a 256 x 256 image.
 
-Each entry records parameters, GFLOP per call (PyTorch's FLOP counter, counted on the meta device),
-the median, the minimum and all wall-clock timings in milliseconds, and the median process CPU time
-(``cpu_ms``: summed over threads; with ``--threads 1`` it is nearly independent of other load on
-the machine, and the unloaded 2-thread wall time is about ``cpu_ms / 1.8`` for these convolution
--bound networks).  Prints a table and writes JSON to
-``benchmarks/results/networks.json`` (or ``--out``).  Weights are random: timing does not depend on
-them.  Results depend on the machine and on its load; the JSON records the thread count, the torch
-version and the load average at the start.
+For every thread count in ``--threads`` (default ``1 2``) both variants are warmed up once, then
+timed ``--repeats`` times *interleaved* (plain, fast, plain, fast, ... with the order alternating),
+so that both see the same machine load; the ratio is ``median(plain) / median(fast)`` measured in
+the same process.  ``max_abs_diff`` is the largest difference between the two outputs (and the
+output's largest magnitude, for scale).  Random weights (v1 UNet, VQ-f4) are drawn with the golden
+fixtures' scaling (std 1/sqrt(fan_in)), so activations are O(1) and the difference means something;
+timing does not depend on them.  Prints a table and writes JSON to
+``benchmarks/results/networks.json`` (or ``--out``); the JSON records the torch version and the
+load average at the start (a shared machine makes single timings noisy; compare the ratios).
 
-    python benchmarks/networks.py                 # defaults: 2 threads, 5 repeats
+    python benchmarks/networks.py                        # ~5 minutes on 2 cores
     python benchmarks/networks.py --threads 1 --repeats 3 --skip-vq --out /tmp/n.json
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ctlib.nn import load_checkpoint
 from ctlib.nn.configs import BUNDLED_PIXEL, V1_UNET, V1_VQF4, build_unet, build_vq
+from ctlib.nn.fast import accelerate
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "networks.json"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "networks.json"
+DEFAULT_CHECKPOINT = ROOT / "data" / "checkpoints" / "continuous_finetune.pt"
 
-
-def time_call(fn: Callable[[], Any], repeats: int) -> tuple[list[float], list[float]]:
-    """Wall-clock and process-CPU seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
-    with torch.inference_mode():
-        fn()
-        wall, cpu = [], []
-        for _ in range(repeats):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            wall.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-    return wall, cpu
+Case = tuple[nn.Module, Callable[[nn.Module], torch.Tensor], tuple[int, ...]]
 
 
-def count_gflop(make: Callable[[], tuple[torch.nn.Module, Callable[..., Any], tuple]]) -> float:
-    """GFLOP of one call, counted without computing (module and inputs built on the meta device)."""
-    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.inference_mode():
-        _, call, args = make()
-        call(*args)
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Overwrite every parameter like the golden fixtures do: weights N(0, 1/fan_in), biases
+    N(0, 0.05^2), norm scales 1 + N(0, 0.1^2).  Keeps activations O(1) through deep stacks."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+            if p.ndim > 1:
+                p.copy_(noise / p[0].numel() ** 0.5)
+            elif name.endswith("weight"):
+                p.copy_(1 + 0.1 * noise)
+            else:
+                p.copy_(0.05 * noise)
+    return model
+
+
+def v1_case() -> Case:
+    model = randomize_(build_unet(V1_UNET)).eval()
+    gen = torch.Generator().manual_seed(1)
+    x, lq = torch.randn(1, 3, 64, 64, generator=gen), torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    t = torch.full((1,), 7.0)
+    return model, lambda m: m(x, t, lq=lq), tuple(x.shape)
+
+
+def pixel_case(checkpoint: Path | None, batch: int, size: int) -> Case:
+    if checkpoint is not None:
+        model = load_checkpoint(checkpoint).model.eval()
+    else:
+        model = randomize_(build_unet(BUNDLED_PIXEL)).eval()
+    gen = torch.Generator().manual_seed(2)
+    x, lq = torch.randn(batch, 3, size, size, generator=gen), torch.rand(batch, 3, size, size, generator=gen) * 2 - 1
+    t = torch.full((batch,), 7.0)
+    return model, lambda m: m(x, t, lq=lq), tuple(x.shape)
+
+
+def vq_decode_case() -> Case:
+    model = randomize_(build_vq(V1_VQF4)).eval()
+    z = torch.randn(1, model.embed_dim, 64, 64, generator=torch.Generator().manual_seed(3))
+    return model, lambda m: m.decode(z), tuple(z.shape)
+
+
+def count_gflop(model: nn.Module, call: Callable[[nn.Module], torch.Tensor]) -> float:
+    """GFLOP of one plain call (PyTorch's FLOP counter)."""
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        call(model)
     return counter.get_total_flops() / 1e9
 
 
-def measure(name: str, make: Callable[[], tuple[torch.nn.Module, Callable[..., Any], tuple]], repeats: int) -> dict:
-    """Parameters, GFLOP and timings of ``call(*args)`` for ``(module, call, args) = make()``."""
-    gflop = count_gflop(make)
-    module, call, args = make()
-    times, cpu = time_call(lambda: call(*args), repeats)
-    batch = args[0].shape[0]
-    return {
-        "name": name,
-        "parameters": sum(p.numel() for p in module.parameters()),
-        "input": list(args[0].shape),
-        "gflop": round(gflop, 2),
-        "median_ms": round(1000 * statistics.median(times), 1),
-        "min_ms": round(1000 * min(times), 1),
-        "per_image_ms": round(1000 * statistics.median(times) / batch, 1),
-        "all_ms": [round(1000 * t, 1) for t in times],
-        "cpu_ms": round(1000 * statistics.median(cpu), 1),
-    }
-
-
-def unet_maker(config: Mapping[str, Any], batch: int, size: int, lq_size: int, channels_last: bool = False):
-    """A builder of (model, call, inputs) for a UNet config at ``batch x 3 x size x size``
-    (optionally with channels-last weights)."""
-
-    def make() -> tuple[torch.nn.Module, Callable[..., Any], tuple]:
-        model = build_unet(config, channels_last=channels_last).eval()
-        x = torch.randn(batch, model.in_channels, size, size)
-        lq = torch.randn(batch, model.lq_channels, lq_size, lq_size)
-        t = torch.full((batch,), 7.0)
-        return model, (lambda x, t, lq: model(x, t, lq=lq)), (x, t, lq)
-
-    return make
-
-
-def vq_maker(what: str, size: int = 256):
-    """A builder of (model, call, inputs) for the VQ-f4 encoder or decoder on one size x size image."""
-
-    def make() -> tuple[torch.nn.Module, Callable[..., Any], tuple]:
-        model = build_vq(V1_VQF4).eval()
-        if what == "encode":
-            return model, model.encode, (torch.randn(1, 3, size, size),)
-        f = model.downsample_factor
-        return model, model.decode, (torch.randn(1, model.embed_dim, size // f, size // f),)
-
-    return make
+def compare(name: str, case: Case, threads: list[int], repeats: int, flops: bool = True) -> list[dict]:
+    """Time plain and fast interleaved at each thread count; one result per thread count."""
+    plain, call, shape = case
+    fast = accelerate(copy.deepcopy(plain))
+    channels_last = bool(next((p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                               for p in fast.parameters() if p.ndim == 4), False))
+    with torch.inference_mode():
+        ref, out = call(plain), call(fast)
+    diff, scale = float((ref - out).abs().max()), float(ref.abs().max())
+    gflop = round(count_gflop(plain, call), 2) if flops else None
+    results = []
+    for n in threads:
+        torch.set_num_threads(n)
+        times: dict[str, list[float]] = {"plain": [], "fast": []}
+        with torch.inference_mode():
+            call(plain), call(fast)  # warm-up at this thread count
+            for r in range(repeats):
+                order = ("plain", "fast") if r % 2 == 0 else ("fast", "plain")
+                for which in order:
+                    model = plain if which == "plain" else fast
+                    start = time.perf_counter()
+                    call(model)
+                    times[which].append(time.perf_counter() - start)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results.append({
+            "name": name,
+            "threads": n,
+            "parameters": sum(p.numel() for p in plain.parameters()),
+            "input": list(shape),
+            "gflop": gflop,
+            "plain_ms": round(1000 * med["plain"], 1),
+            "fast_ms": round(1000 * med["fast"], 1),
+            "ratio": round(med["plain"] / med["fast"], 3),
+            "plain_all_ms": [round(1000 * t, 1) for t in times["plain"]],
+            "fast_all_ms": [round(1000 * t, 1) for t in times["fast"]],
+            "max_abs_diff": diff,
+            "max_abs_output": scale,
+            "fast_channels_last": channels_last,
+        })
+        print(f"  {name} @ {n} thread(s): plain {results[-1]['plain_ms']:.1f} ms, fast {results[-1]['fast_ms']:.1f} ms,"
+              f" ratio {results[-1]['ratio']:.2f}", flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per case (median reported)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts (default 1 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per variant and thread count")
     parser.add_argument("--bundled-batch", type=int, default=8)
     parser.add_argument("--bundled-size", type=int, default=256)
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help="pixel model checkpoint ('none': random BUNDLED_PIXEL weights)")
     parser.add_argument("--skip-v1", action="store_true", help="skip the 118M-parameter v1 UNet")
-    parser.add_argument("--skip-vq", action="store_true", help="skip the VQ-f4 autoencoder")
+    parser.add_argument("--skip-vq", action="store_true", help="skip the VQ-f4 decoder")
+    parser.add_argument("--skip-pixel", action="store_true", help="skip the bundled pixel model")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.repeats < 1:
+    if min(args.threads) < 1 or args.repeats < 1:
         parser.error("--threads and --repeats must be >= 1")
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     report: dict[str, Any] = {
         "device": "cpu",
@@ -140,25 +176,22 @@ def main(argv: list[str] | None = None) -> dict:
         "results": [],
     }
     cases = report["results"]
+    print(f"CPU float32, torch {torch.__version__}, threads {args.threads}, median of {args.repeats} interleaved calls")
     if not args.skip_v1:
-        cases.append(measure("v1_unet", unet_maker(V1_UNET, 1, 64, 64), args.repeats))
-    size = args.bundled_size
-    for channels_last in (False, True):
-        bundled = unet_maker(BUNDLED_PIXEL, args.bundled_batch, size, size, channels_last)
-        name = "bundled_pixel" + ("_channels_last" if channels_last else "")
-        cases.append(measure(name, bundled, args.repeats))
+        cases += compare("v1_unet", v1_case(), args.threads, args.repeats)
+    if not args.skip_pixel:
+        ckpt = None if args.checkpoint.lower() == "none" else Path(args.checkpoint)
+        cases += compare("bundled_pixel", pixel_case(ckpt, args.bundled_batch, args.bundled_size), args.threads, args.repeats)
     if not args.skip_vq:
-        for what in ("encode", "decode"):
-            cases.append(measure(f"vq_f4_{what}", vq_maker(what), args.repeats))
+        cases += compare("vq_f4_decode", vq_decode_case(), args.threads, args.repeats)
 
-    print(f"CPU float32, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
-    print(f"{'network':28s} {'params':>12s} {'input':>14s} {'GFLOP':>7s} {'median ms':>10s} {'min ms':>9s} {'ms/image':>9s}")
+    print(f"{'network':16s} {'thr':>3s} {'params':>12s} {'input':>12s} {'GFLOP':>7s} {'plain ms':>9s} {'fast ms':>9s}"
+          f" {'ratio':>6s} {'max|diff|':>9s}")
     for c in cases:
         shape = "x".join(str(v) for v in c["input"])
-        print(
-            f"{c['name']:28s} {c['parameters']:12,d} {shape:>14s} {c['gflop']:7.1f} "
-            f"{c['median_ms']:10.1f} {c['min_ms']:9.1f} {c['per_image_ms']:9.1f}"
-        )
+        gflop = f"{c['gflop']:7.1f}" if c["gflop"] is not None else f"{'-':>7s}"
+        print(f"{c['name']:16s} {c['threads']:3d} {c['parameters']:12,d} {shape:>12s} {gflop} {c['plain_ms']:9.1f}"
+              f" {c['fast_ms']:9.1f} {c['ratio']:6.2f} {c['max_abs_diff']:9.1e}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

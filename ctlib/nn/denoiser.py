@@ -49,6 +49,7 @@ from ..diffusion import scale_input
 from ..schedule import ResShiftSchedule, Schedule
 from .checkpoint import load_checkpoint, load_weights
 from .configs import V1_UNET, V1_VQF4, build_unet, build_vq
+from .fast import accelerate
 
 __all__ = [
     "ResShiftDenoiser",
@@ -362,6 +363,7 @@ def build_official_denoiser(
     dtype: torch.dtype = torch.float32,
     unet_config: Mapping[str, Any] = V1_UNET,
     vq_config: Mapping[str, Any] = V1_VQF4,
+    fast: bool = True,
 ) -> ResShiftDenoiser:
     """The official realsr x4 v1 model as a denoiser, from ``resshift_realsrx4_s15_v1.pth`` and
     ``autoencoder_vq_f4.pth`` (from the ResShift GitHub releases).
@@ -370,10 +372,16 @@ def build_official_denoiser(
     the raw LR as the network's ``lq``, LR padded to multiples of 64 (the official sampler's
     ``desired_min_size``; more if the network needs it), ``ResShiftSchedule()`` (T=15, kappa=2)
     unless another schedule is given.  ``unet_config`` / ``vq_config`` default to the v1 configs.
+    ``fast`` (default True): the UNet and the autoencoder get the inference fast path
+    (:func:`ctlib.nn.fast.accelerate`; same weights, same results to float rounding, used only
+    without autograd); ``fast=False`` keeps the plain official port.
     """
     device = check_device(device)  # before reading 500 MB of weights
     network = load_weights(build_unet(unet_config), unet_path).to(device=device, dtype=dtype).eval()
     autoencoder = load_weights(build_vq(vq_config), autoencoder_path).to(device=device, dtype=dtype).eval()
+    if fast:
+        accelerate(network)
+        accelerate(autoencoder)
     wrapper = ResShiftDenoiser(
         network, schedule or ResShiftSchedule(), autoencoder=autoencoder, latent_scaling=True, clamp_x0=False, lq="lr", sf=4
     )
@@ -387,6 +395,7 @@ def denoiser_from_checkpoint(
     autoencoder: nn.Module | str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    fast: bool = True,
 ) -> ResShiftDenoiser:
     """A denoiser from the kit's own checkpoint (:func:`~ctlib.nn.checkpoint.save_checkpoint` with a
     schedule and, ideally, ``denoiser=wrapper.settings()``).
@@ -394,6 +403,9 @@ def denoiser_from_checkpoint(
     ``autoencoder``: for latent models, a module or the path of the official VQ-f4 weights (or a
     kit checkpoint of a VQModel).  Without stored settings the pixel-space defaults apply
     (``lq="upsampled"`` when the network's ``lq_size`` equals its ``image_size``).
+    ``fast`` (default True): the network and the autoencoder get the inference fast path
+    (:func:`ctlib.nn.fast.accelerate`; same weights, same results to float rounding, used only
+    without autograd); ``fast=False`` keeps the plain modules.
     """
     device = check_device(device)  # a device this machine lacks is named as such, not as a bad file
     ckpt = load_checkpoint(path, map_location=device)
@@ -412,6 +424,10 @@ def denoiser_from_checkpoint(
             ae = load_weights(build_vq(V1_VQF4), autoencoder)
     if ae is not None:
         ae = ae.to(device=device, dtype=dtype) if dtype is not None else ae.to(device)
+    if fast:
+        accelerate(network)
+        if isinstance(ae, nn.Module):
+            accelerate(ae)
     settings: Mapping[str, Any] = ckpt.denoiser or {}
     if not settings:
         same = getattr(network, "lq_size", None) == getattr(network, "image_size", None)

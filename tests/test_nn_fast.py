@@ -1,0 +1,252 @@
+"""The inference fast path (ctlib.nn.fast.accelerate) against the plain port and the golden fixtures.
+
+Speed is measured by benchmarks/networks.py, never here: these tests check that the fast path
+computes the same function (fixture tolerances: 1e-5 in float32, 1e-9 / 1e-10 in float64), keeps
+the weights and state-dict keys, is what the loaders use by default, and stays out of training.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import warnings
+
+import pytest
+import torch
+
+from ctlib.nn import fast as fast_mod
+from ctlib.nn.checkpoint import save_checkpoint
+from ctlib.nn.configs import V1_UNET, build_unet
+from ctlib.nn.denoiser import ResShiftDenoiser, build_official_denoiser, denoiser_from_checkpoint
+from ctlib.nn.fast import accelerate, is_accelerated, plain
+from ctlib.nn.unet import UNetModelSwin
+from ctlib.nn.vq import VQModel
+from ctlib.schedule import ResShiftSchedule
+
+from .conftest import FIXTURES, ROOT
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
+ATOL = {torch.float32: 1e-5, torch.float64: 1e-9}  # the UNet fixture tolerances
+PIXEL_CHECKPOINT = ROOT / "data" / "checkpoints" / "continuous_finetune.pt"
+
+
+@functools.cache
+def _unet_fixture() -> dict:
+    return torch.load(FIXTURES / "unet_small.pt", weights_only=True)
+
+
+@functools.cache
+def _vq_fixture() -> dict:
+    return torch.load(FIXTURES / "vqgan_small.pt", weights_only=True)
+
+
+def _small_unet(dtype: torch.dtype = torch.float32) -> UNetModelSwin:
+    d = _unet_fixture()
+    model = UNetModelSwin(**{k: v for k, v in d["config"].items() if k != "forward_call"})
+    model.load_state_dict(d["state_dict"], strict=True)
+    return model.to(dtype).eval()
+
+
+def _small_vq(dtype: torch.dtype = torch.float32) -> VQModel:
+    d = _vq_fixture()
+    model = VQModel(**{k: v for k, v in d["config"].items() if k != "calls"})
+    model.load_state_dict(d["state_dict"], strict=True)
+    return model.to(dtype).eval()
+
+
+def _randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Fixture-style random weights (activations O(1), no zero-initialised layer)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+            p.copy_(noise / p[0].numel() ** 0.5 if p.ndim > 1 else (1 + 0.1 * noise if name.endswith("weight") else 0.05 * noise))
+    return model
+
+
+def _unet_out(model, x, t, lq):
+    with torch.no_grad():
+        return model(x, t, lq=lq)
+
+
+# -- the UNet ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [None, False])
+def test_small_unet_fast_matches_fixture_and_plain(dtype, channels_last):
+    d = _unet_fixture()
+    suffix = "" if dtype == torch.float32 else "_float64"
+    model = _small_unet(dtype)
+    fast = accelerate(copy.deepcopy(model), channels_last=channels_last)
+    for inputs, key in (("inputs", "output"), ("inputs_nonsquare", "output_nonsquare")):
+        i = d[inputs]
+        args = (i["x"].to(dtype), i["timesteps"], i["lq"].to(dtype))
+        out = _unet_out(fast, *args)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out, d[key + suffix].to(dtype), rtol=0, atol=ATOL[dtype])
+        torch.testing.assert_close(out, _unet_out(model, *args), rtol=0, atol=ATOL[dtype])
+
+
+@functools.cache
+def _v1_shaped() -> UNetModelSwin:
+    """The v1 architecture (4 levels, 2 ResBlocks, Swin at every level and in the middle, official
+    mask, window 8, MLP ratio 4) at a small width."""
+    config = {**V1_UNET, "model_channels": 32, "swin_embed_dim": 32, "num_head_channels": 8}
+    return _randomize(build_unet(config), seed=5).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_v1_shaped_unet_fast_matches_plain(dtype):
+    model = copy.deepcopy(_v1_shaped()).to(dtype)
+    fast = accelerate(copy.deepcopy(model))
+    gen = torch.Generator().manual_seed(6)
+    # batch 2 (per-window masks with B > 1) and a non-square map (masks for a new size)
+    x = torch.randn(2, 3, 64, 128, generator=gen, dtype=dtype)
+    lq = torch.rand(2, 3, 64, 128, generator=gen, dtype=dtype) * 2 - 1
+    t = torch.tensor([0.0, 13.5])
+    ref = _unet_out(model, x, t, lq)
+    assert ref.abs().max() > 0.1  # random weights: a non-trivial output
+    torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=ATOL[dtype])
+    torch.testing.assert_close(_unet_out(fast, x[:1], t[:1], lq[:1]), ref[:1], rtol=0, atol=ATOL[dtype])
+
+
+@pytest.mark.skipif(not PIXEL_CHECKPOINT.is_file(), reason="shipped checkpoint missing")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shipped_pixel_network_fast_matches_plain(dtype):
+    from ctlib.nn import load_checkpoint
+
+    model = load_checkpoint(PIXEL_CHECKPOINT).model.to(dtype).eval()
+    fast = accelerate(copy.deepcopy(model))
+    assert fast.input_blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)  # narrow: channels-last
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 64, 128, generator=gen, dtype=dtype)
+    lq = torch.rand(2, 3, 64, 128, generator=gen, dtype=dtype) * 2 - 1
+    t = torch.tensor([2.0, 11.25])
+    torch.testing.assert_close(_unet_out(fast, x, t, lq), _unet_out(model, x, t, lq), rtol=0, atol=ATOL[dtype])
+
+
+# -- the VQ-f4 autoencoder ---------------------------------------------------------------------
+@pytest.mark.parametrize(("dtype", "key", "atol"),
+                         [(torch.float32, "outputs_float32", 1e-5), (torch.float64, "outputs_float64", 1e-10)])
+def test_vq_fast_matches_fixture_and_plain(dtype, key, atol):
+    d = _vq_fixture()
+    ref = d[key]
+    model = _small_vq(dtype)
+    fast = accelerate(copy.deepcopy(model))
+    x, z = d["inputs"]["x"].to(dtype), d["inputs"]["z_rand"].to(dtype)
+    with torch.no_grad():
+        h = fast.encode(x)
+        ours = {"h": h, "dec": fast.decode(h), "dec_no_quant": fast.decode(h, force_not_quantize=True),
+                "forward": fast(x), "dec_rand": fast.decode(z)}
+        plain_dec = model.decode(z)
+        assert torch.equal(fast.quantize(h)[2][2], ref["indices"])  # identical code choices
+    for name, value in ours.items():
+        torch.testing.assert_close(value, ref[name].to(dtype), rtol=0, atol=atol, msg=name)
+    torch.testing.assert_close(ours["dec_rand"], plain_dec, rtol=0, atol=atol)
+
+
+# -- weights, keys, undo, training ---------------------------------------------------------------
+def test_accelerate_keeps_weights_and_keys_and_saved_weights_load_in_a_plain_model(tmp_path):
+    model = _small_unet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = accelerate(model, channels_last=True)
+    assert fast is model and is_accelerated(model)
+    after = fast.state_dict()
+    assert list(after) == list(before)
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+    path = save_checkpoint(tmp_path / "fast.pt", fast)
+    reloaded = UNetModelSwin(**fast.config)
+    reloaded.load_state_dict(torch.load(path, weights_only=True)["state_dict"], strict=True)
+    d = _unet_fixture()["inputs"]
+    torch.testing.assert_close(_unet_out(reloaded.eval(), d["x"], d["timesteps"], d["lq"]),
+                               _unet_out(_small_unet(), d["x"], d["timesteps"], d["lq"]), rtol=0, atol=0)
+    plain(model)
+    assert not is_accelerated(model) and "forward" not in model.input_blocks[1][0].__dict__
+    assert all(p.is_contiguous() for p in model.parameters())
+    torch.testing.assert_close(_unet_out(model, d["x"], d["timesteps"], d["lq"]),
+                               _unet_out(_small_unet(), d["x"], d["timesteps"], d["lq"]), rtol=0, atol=0)
+
+
+def test_with_autograd_the_plain_forward_runs_bit_for_bit():
+    d = _unet_fixture()["inputs"]
+    model = _small_unet()
+    fast = accelerate(copy.deepcopy(model), channels_last=False)
+    fast.train(), model.train()
+    out_fast = fast(d["x"], d["timesteps"], lq=d["lq"])
+    out_plain = model(d["x"], d["timesteps"], lq=d["lq"])
+    torch.testing.assert_close(out_fast, out_plain, rtol=0, atol=0)
+    out_fast.square().mean().backward()
+    out_plain.square().mean().backward()
+    for (name, a), b in zip(fast.named_parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0, msg=name)
+
+
+def test_bias_cache_follows_the_weights():
+    d = _unet_fixture()["inputs"]
+    model = _small_unet()
+    fast = accelerate(copy.deepcopy(model))
+    _unet_out(fast, d["x"], d["timesteps"], d["lq"])  # fills the caches
+    with torch.no_grad():
+        for m in (model, fast):
+            for name, p in m.named_parameters():
+                if name.endswith("relative_position_bias_table"):
+                    p.mul_(-2.0)
+    torch.testing.assert_close(_unet_out(fast, d["x"], d["timesteps"], d["lq"]),
+                               _unet_out(model, d["x"], d["timesteps"], d["lq"]), rtol=0, atol=1e-5)
+
+
+def test_compile_falls_back_to_the_eager_fast_path(monkeypatch):
+    def broken(fn, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("no compiler here")
+        return run
+
+    monkeypatch.setattr(fast_mod.torch, "compile", broken)
+    d = _unet_fixture()["inputs"]
+    model = accelerate(_small_unet(), compile=True)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        out = _unet_out(model, d["x"], d["timesteps"], d["lq"])
+    torch.testing.assert_close(out, _unet_fixture()["output"], rtol=0, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, then silently eager
+        _unet_out(model, d["x"], d["timesteps"], d["lq"])
+
+
+def test_accelerate_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="nn.Module"):
+        accelerate(lambda x: x)
+    with pytest.raises(ValueError, match="cuda_autocast"):
+        accelerate(_small_unet(), cuda_autocast=torch.float64)
+
+
+# -- the loaders use it by default ---------------------------------------------------------------
+def test_denoiser_from_checkpoint_is_fast_by_default_and_can_be_switched_off(tmp_path):
+    net = _small_unet()
+    schedule = ResShiftSchedule()
+    wrapper = ResShiftDenoiser(net, schedule, lq="upsampled")
+    path = save_checkpoint(tmp_path / "pixel.pt", net, schedule=schedule, denoiser=wrapper.settings())
+    fast, slow = denoiser_from_checkpoint(path), denoiser_from_checkpoint(path, fast=False)
+    assert is_accelerated(fast.network) and not is_accelerated(slow.network)
+    lr = torch.rand(2, 3, 8, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    a, b = slow.condition(lr), fast.condition(lr)
+    t = torch.tensor([0.7, 0.2])
+    with torch.no_grad():
+        torch.testing.assert_close(b(b.y, t, b.y), a(a.y, t, a.y), rtol=0, atol=1e-5)
+
+
+def test_build_official_denoiser_is_fast_by_default(tmp_path):
+    unet, vq = _unet_fixture(), _vq_fixture()
+    torch.save(unet["state_dict"], tmp_path / "unet.pth")
+    torch.save(vq["state_dict"], tmp_path / "vq.pth")
+    kw = {"unet_config": {k: v for k, v in unet["config"].items() if k != "forward_call"},
+          "vq_config": {k: v for k, v in vq["config"].items() if k != "calls"}}
+    fast = build_official_denoiser(tmp_path / "unet.pth", tmp_path / "vq.pth", **kw)
+    slow = build_official_denoiser(tmp_path / "unet.pth", tmp_path / "vq.pth", fast=False, **kw)
+    assert is_accelerated(fast.network) and is_accelerated(fast.autoencoder)
+    assert not is_accelerated(slow.network) and not is_accelerated(slow.autoencoder)
+    with torch.no_grad():
+        out = fast.network(unet["inputs"]["x"], unet["inputs"]["timesteps"], lq=unet["inputs"]["lq"])
+        dec = fast.autoencoder.decode(vq["inputs"]["z_rand"])
+    torch.testing.assert_close(out, unet["output"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(dec, vq["outputs_float32"]["dec_rand"], rtol=0, atol=1e-5)
