@@ -47,7 +47,9 @@ def execute(nb, timeout: int = 300, cwd: str | Path | None = None):
     """Run a notebook in a fresh ``python3`` kernel (errors stop it) and return it with outputs."""
     from nbclient import NotebookClient
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    from ..cli import KERNEL_ARGUMENTS
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS,
                             resources={"metadata": {"path": str(cwd or Path.cwd())}})
     client.execute()
     return nb

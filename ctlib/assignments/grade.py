@@ -70,8 +70,10 @@ def _run(nb, timeout: float, cwd: str) -> tuple[set[int], str | None]:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from ..cli import KERNEL_ARGUMENTS
+
     client = NotebookClient(nb, timeout=int(max(timeout, 1)), kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": cwd}})
+                            extra_arguments=KERNEL_ARGUMENTS, resources={"metadata": {"path": cwd}})
     ran: set[int] = set()
     deadline = time.monotonic() + timeout
     try:
