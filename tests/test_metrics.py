@@ -91,12 +91,17 @@ def _value_from_key(key: str, golden, golden_batches) -> float:
 
 
 def test_every_stored_official_value_is_reproduced(golden, golden_batches):
-    """PSNR within 1e-4 dB, SSIM within 1e-4 (achieved: ~1e-14), for every key in metrics.npz."""
+    """Every key in metrics.npz: the float64 paths (calculate_psnr / ssim) to 1e-9; the trainer's
+    float32 Y path (``batch_*``, ycbcr1) within 1e-4 dB / 1e-4.  That path rounds a float32 colour
+    transform to 8 bit, and float32 rounding depends on the CPU's kernels (AVX2 and AVX-512 builds of
+    the same torch flip single 8-bit levels: 3e-5 dB on pair 0); on the machine that made the fixture
+    it agreed to ~1e-14."""
     keys = json.loads(str(golden["value_keys_json"]))
     assert len(keys) == 34
     for key in keys:
         got = _value_from_key(key, golden, golden_batches)
-        assert abs(got - float(golden[key])) < 1e-9, (key, got, float(golden[key]))
+        tol = 1e-4 if key.startswith("batch_") and key.endswith("ycbcr1") else 1e-9
+        assert abs(got - float(golden[key])) < tol, (key, got, float(golden[key]))
 
 
 def test_batch_layouts_agree_with_single_images(golden):
@@ -123,7 +128,7 @@ def test_trainer_y_path_rounds_differently_from_calculate_psnr(golden, golden_ba
     per_pair = M.trainer_batch_psnr(pred, gt, y_channel=True)
     calc = M.psnr(golden["pred"], golden["gt"], y_channel=True)
     assert abs(per_pair[0] - calc[0]) > 1e-5
-    assert per_pair[0] == pytest.approx(float(golden["batch_PSNR_pair0_ycbcr1"]), abs=1e-9)
+    assert per_pair[0] == pytest.approx(float(golden["batch_PSNR_pair0_ycbcr1"]), abs=1e-4)  # float32: CPU-dependent
     assert calc[0] == pytest.approx(float(golden["psnr_pair0_border0_ycbcr1"]), abs=1e-9)
     assert M.trainer_batch_psnr_sum(pred, gt, y_channel=True) == pytest.approx(per_pair.sum(), abs=1e-12)
     # RGB path: uint8 / 255 in float32 rounds back to the same integers
