@@ -1,6 +1,6 @@
 r"""The ResShift forward process, its discrete posterior, the score and the probability-flow ODE.
 
-Notation (REFERENCE.md section 1): HR image ``x0``, upsampled LR image ``y`` (in the state space),
+Notation (docs/maths.md §1): HR image ``x0``, upsampled LR image ``y`` (in the state space),
 residual ``e0 = y - x0``, noise scale ``kappa``, shift level ``eta`` (``eta(t)`` from a schedule).
 
 * forward marginal   ``q(x_t | x0, y) = N(x0 + eta e0, kappa^2 eta I)``

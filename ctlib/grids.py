@@ -6,7 +6,7 @@ and ends with ``t = 0`` (the image).  The points before the final 0 are where a 
 the denoiser; the last step, into ``t = 0``, is special for every solver (``eta(0) = 0`` makes the
 probability-flow drift singular there; see :mod:`ctlib.samplers`).
 
-The report's grid (REFERENCE.md section 2), with ``n`` points before the final 0::
+The report's grid (docs/maths.md §5), with ``n`` points before the final 0::
 
     t_i = (1 + i/(n-1) ((1/T)^(1/rho) - 1))^rho,   i = 0..n-1,   then 0 appended
 
@@ -19,7 +19,7 @@ grid ``[1, t_1, ..., 1/T, 0]`` of ``|rho|`` becomes ``1 - reversed(...) = [1, 1 
 at ``1 - t_1`` (a large step for large ``|rho|``).  The report prints the literal formula
 ``t_{N-1-i} = 1 - (1 + i/(N-1) ((1/T)^(1/rho) - 1))^rho`` with the negative rho inserted, which
 would start at ``1 - 1/T`` instead of 1; its public code (``--reverse_ro``: ``1 - timesteps[::-1]``
-with the positive ``ro``) and REFERENCE.md use the mirrored ``|rho|`` grid, and so do we.
+with the positive ``ro``) and docs/maths.md §5 use the mirrored ``|rho|`` grid, and so do we.
 
 What "higher rho" means.  In words: ``rho = 1`` spaces the points evenly in ``t``; a larger
 positive ``rho`` packs them towards ``t = 0`` (small eta: near the image, where the fine detail is

@@ -1,11 +1,11 @@
 r"""Samplers for (continuous-in-time) ResShift: one short function per solver, and :func:`sample`.
 
 A denoiser is ``denoiser(x_t, t, y) -> x0_hat`` with ``t`` a float tensor of shape (B,) in (0, 1]
-(DESIGN.md).  Tensors may have any shape with the batch first, (B, ...).  Every solver works with
+(docs/design.md §3).  Tensors may have any shape with the batch first, (B, ...).  Every solver works with
 ``eta = schedule.eta(t)`` and ``alpha = schedule.alpha(t)`` computed once, in float64, on its time
 grid (:mod:`ctlib.grids`); the state keeps the dtype and device of ``x``.
 
-The probability-flow ODE (REFERENCE.md section 1), with ``x0_hat = denoiser(x, t, y)``:
+The probability-flow ODE (docs/maths.md §4), with ``x0_hat = denoiser(x, t, y)``:
 
     dx/d eta = (y - x0_hat) + (x - (1 - eta) x0_hat - eta y) / (2 eta),   dx/dt = alpha(t) dx/d eta.
 
@@ -137,8 +137,8 @@ def _combine(*terms: tuple[float, torch.Tensor]) -> torch.Tensor:
     """``sum_i c_i t_i`` for float64 coefficients: one pass over memory per term.
 
     Every update below is linear in (x, x0_hat, y, noise); the solvers collect the coefficients of the
-    REFERENCE.md formulas (written out above each call) in float64 and apply them here, which keeps the
-    sampler's own cost per step at a few elementwise passes (``benchmarks/sampler_overhead.py``).
+    formulas of docs/maths.md §4-§9 (written out above each call) in float64 and apply them here, which
+    keeps the sampler's own cost per step at a few elementwise passes (``benchmarks/sampler_overhead.py``).
     """
     (c0, t0), *rest = terms
     out = t0 * c0

@@ -4,7 +4,7 @@ A schedule gives, for continuous time ``t`` in [0, 1] (``t = 1`` is the most noi
 ``t = k/T`` is the official discrete step ``k``):
 
 * ``eta(t)``   -- the residual-shift level; the forward marginal is
-  ``q(x_t | x0, y) = N(x0 + eta(t) (y - x0), kappa^2 eta(t) I)`` (REFERENCE.md section 1);
+  ``q(x_t | x0, y) = N(x0 + eta(t) (y - x0), kappa^2 eta(t) I)`` (docs/maths.md §1, §3);
 * ``alpha(t)`` -- its time derivative ``d eta / dt`` (the SDE ``dx = alpha e0 dt + kappa sqrt(alpha) dw``);
 * ``T``, ``kappa`` and ``etas`` -- the number of official steps, the noise scale, and
   ``eta(k/T)`` for ``k = 1..T`` as a float64 numpy array.

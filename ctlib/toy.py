@@ -133,7 +133,7 @@ class GaussianMixtureToy:
         return (r[..., None] * cond_mean).sum(1).to(x_t.dtype)
 
     def denoiser(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The ideal denoiser (DESIGN.md contract): ``E[x0 | x_t]`` at ``eta = schedule.eta(t)``.
+        """The ideal denoiser (the contract of docs/design.md §3): ``E[x0 | x_t]`` at ``eta = schedule.eta(t)``.
 
         ``y`` must have the shape of ``x_t``; its values are not read (the toy's y is fixed).
         """

@@ -16,7 +16,7 @@ then ``cond(x_t, t, y)``), so the time input ``T t - 1``, the input scaling and 
 identical in training and sampling by construction (the report's code reversed the time input in
 training: erratum 5; ``tests/test_train.py`` checks the agreement).
 
-Recipe knobs (REFERENCE.md section 4): AdamW (weight decay 0), learning rate with linear warm-up,
+Recipe knobs (docs/maths.md §11): AdamW (weight decay 0), learning rate with linear warm-up,
 a global batch accumulated over micro-batches, EMA of the weights (0.999), mixed precision on CUDA
 (bfloat16 autocast), optional gradient clipping.  Every random draw (crops, degradations, t, noise)
 comes from one ``torch.Generator`` whose state is checkpointed, so a resumed run gives the same
@@ -585,7 +585,7 @@ TRAIN_PROFILES: dict[str, dict[str, Any]] = {
     "gpu": {"net": "bundled", "crop_size": 256, "iterations": 20000, "batch_size": 32, "micro_batch": 32,
             "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "degradation": "bicubic", "kappa": 2.0, "log_every": 50,
             "ckpt_every": 1000, "val_every": 1000, "by_mode": {"continuous": {"schedule": "fit"}}},
-    # the report's recipe (section 3.1 + the official config, REFERENCE.md section 4)
+    # the report's recipe (section 3.1 + the official config, docs/maths.md §11)
     "paper": {"net": "v1", "crop_size": 256, "iterations": 50000, "batch_size": 16, "micro_batch": 8, "lr": 5e-5,
               "warmup": 5000, "ema_decay": 0.999, "degradation": "realesrgan", "official_crop": True,
               "log_every": 100, "ckpt_every": 5000, "val_every": 5000, "by_mode": {"continuous": {"schedule": "report"}}},

@@ -32,7 +32,7 @@ def test_etas_match_official_arrays(golden):
     np.testing.assert_allclose(s.sqrt_etas, golden["sqrt_etas"], rtol=1e-6, atol=0)
     np.testing.assert_allclose(s.etas_prev, golden["etas_prev"], rtol=1e-6, atol=1e-300)
     np.testing.assert_allclose(s.alphas, golden["alpha"], rtol=1e-6)
-    # the rounded values printed in REFERENCE.md
+    # the rounded values printed in docs/maths.md §2
     np.testing.assert_allclose(s.etas, OFFICIAL_ETAS, atol=6e-7)
 
 
@@ -117,7 +117,7 @@ def test_kinds_in_kinds_out():
 def test_fit_free_alpha_matches_reference_numbers():
     fit = fit_exp_alpha(ResShiftSchedule(), target="alpha")
     assert fit.success
-    # REFERENCE.md section 2: a plain least-squares fit of T alpha_t at s = t/T gives a ~ 0.79, lam ~ 1.37
+    # docs/maths.md §3: a plain least-squares fit of T alpha_t at s = t/T gives a ~ 0.79, lam ~ 1.37
     assert fit.a == pytest.approx(0.79, abs=0.01)
     assert fit.lam == pytest.approx(1.37, abs=0.01)
     # scipy's answer is a true minimum: perturbing either parameter increases the cost

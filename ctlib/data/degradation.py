@@ -1,7 +1,7 @@
 """The Real-ESRGAN second-order degradation (HR -> LR), batched torch, every draw from a Generator.
 
 This is the synthetic degradation ResShift trains on (Wang et al. 2021, "Real-ESRGAN"; the
-numbers are ResShift's ``realsr_swinunet_realesrgan256.yaml``, REFERENCE.md section 5):
+numbers are ResShift's ``realsr_swinunet_realesrgan256.yaml``, docs/maths.md §12):
 
     first order:   blur (one of six Gaussian-family kernels, or a sinc) -> random resize
                    (up / down / keep; area, bilinear or bicubic) -> Gaussian or Poisson noise
@@ -200,7 +200,7 @@ def _check_probs(p: tuple[float, ...], name: str) -> None:
         raise ValueError(f"{name} must be non-negative and sum to 1, got {p!r}")
 
 
-#: The official Real-ESRGAN training configuration of ResShift (REFERENCE.md section 5).
+#: The official Real-ESRGAN training configuration of ResShift (docs/maths.md §12).
 REALESRGAN_TRAIN = DegradationConfig()
 
 #: ResShift's testing configuration (``configs/degradation_testing_realesrgan.yaml``).
