@@ -8,7 +8,9 @@ wrapper that turns a network (+ autoencoder) into a denoiser ``denoiser(x_t, t, 
 * ``load_weights`` (official files), ``save_checkpoint`` / ``load_checkpoint`` (the kit's format)
   (``ctlib.nn.checkpoint``);
 * :class:`ResShiftDenoiser`, ``build_official_denoiser``, ``denoiser_from_checkpoint``
-  (``ctlib.nn.denoiser``).
+  (``ctlib.nn.denoiser``; both loaders give the networks the fast path unless ``fast=False``);
+* ``accelerate`` / ``plain`` / ``is_accelerated`` (``ctlib.nn.fast``): the inference fast path,
+  same weights and keys, same results to float rounding, used only without autograd.
 """
 
 from .checkpoint import (
@@ -21,6 +23,7 @@ from .checkpoint import (
 )
 from .configs import BUNDLED_PIXEL, V1_UNET, V1_VQF4, build_unet, build_vq
 from .denoiser import Conditioning, ResShiftDenoiser, build_official_denoiser, denoiser_from_checkpoint
+from .fast import accelerate, is_accelerated, plain
 from .swin import BasicLayer, SwinTransformerBlock, WindowAttention, shifted_window_mask
 from .unet import UNetModelSwin, timestep_embedding
 from .vq import IdentityFirstStage, VQModel, VQModelTorch
@@ -50,4 +53,7 @@ __all__ = [
     "Conditioning",
     "build_official_denoiser",
     "denoiser_from_checkpoint",
+    "accelerate",
+    "plain",
+    "is_accelerated",
 ]
