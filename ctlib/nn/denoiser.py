@@ -1,6 +1,6 @@
 r"""From a network (+ optional frozen autoencoder) to a denoiser ``denoiser(x_t, t, y) -> x0_hat``.
 
-The contract (DESIGN.md): tensors ``(B, C, H, W)`` in the *state space* (pixels, or VQ latents),
+The contract (docs/design.md §3): tensors ``(B, C, H, W)`` in the *state space* (pixels, or VQ latents),
 ``t`` a float tensor ``(B,)`` in ``(0, 1]`` with ``t = k/T`` the official step ``k`` (``t = 1`` is
 the most noise).  :class:`ResShiftDenoiser` owns everything between that contract and the raw
 network:
