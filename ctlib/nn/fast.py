@@ -306,8 +306,9 @@ def accelerate(
     gains little (1.1x on the VQ-f4 decoder) and oneDNN's channels-last convolutions round about
     5x further from the exact result than its default ones (~1e-5 on wide layers).
     ``compile``: also ``torch.compile`` the model's ``forward`` (state-dict keys unchanged; if
-    compilation fails, the first call warns and the eager fast path is used).  Off by default:
-    measured on the v1 UNet on one CPU thread, 190 s of compilation for a 1.13x forward.
+    compilation fails, the first call warns and the eager fast path is used).  Off by default: on
+    the CPU it does not pay (v1 UNet, one thread: 190 s of compilation for a 1.13x forward; bundled
+    pixel model: minutes of compilation and recompilations, no faster than the eager fast path).
     ``cuda_autocast``: ``torch.bfloat16`` / ``torch.float16`` runs the UNet under autocast for CUDA
     inputs (not within the fixture tolerances; CPU inputs are never autocast).
     Idempotent; :func:`plain` undoes it.
