@@ -136,7 +136,10 @@ def _attn_bias(block: SwinTransformerBlock, H: int, W: int, device: torch.device
     table = block.attn.relative_position_bias_table
     cache = _cache(block)
     key = (H, W, device, dtype)
-    version = (table._version, table.data_ptr())
+    try:
+        version = (table._version, table.data_ptr())
+    except RuntimeError:  # an inference tensor (model built under inference_mode) has no version
+        version = (None, table.data_ptr())
     hit = cache.bias.get(key)
     if hit is not None and hit[0] == version:
         return hit[1]
