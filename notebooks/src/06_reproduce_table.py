@@ -74,7 +74,7 @@ print(f"profile {profile}: {settings['n_images'] or 'all'} images, "
 # ## 1. The evaluation set, and the table
 #
 # The shipped models are small pixel-space networks trained on the bundled photos; the report's is
-# the official latent-space ResShift fine-tuned on ImageNet (REFERENCE: 119 M parameters plus the 55 M
+# the official latent-space ResShift fine-tuned on ImageNet (docs/maths.md §11: 119 M parameters plus the 55 M
 # VQ-f4 autoencoder). The test images are the 26 bundled photos (256 × 256, each from a different
 # source photo) with the report's kind of LR: MATLAB bicubic x1/4, 8 bit. To keep a full recompute
 # near ten minutes on 2 CPU cores, the `cpu` profile scores the **centre 128 × 128 crop** of every test
