@@ -100,56 +100,58 @@ def check_marginal(marginal, *, rng: np.random.Generator, hidden: bool = False) 
                              f"{z_m:.1f} and with your variance by {z_v:.1f} standard errors (allowed {Z_TOL})")
 
 
-# --------------------------------------------------------------------------------------------- E2
-@exercise("E2", "the score from x0_hat", points=5, minutes=10, assignment=ASSIGNMENT, names=("score",))
-def check_score(score, *, rng: np.random.Generator, hidden: bool = False) -> None:
+def _states(rng: np.random.Generator, hidden: bool):
+    """Cases for E2/E3: ``(schedule, t, eta, alpha, x0_hat, y, x)``, x drawn from q(x_t | x0_hat, y)."""
     for schedule in _schedules(rng):
-        kappa = schedule.kappa
         for t in _times(rng, schedule.T, 3 if hidden else 1):
             x0_hat, y = _pair(rng)
             eta, alpha = float(schedule.eta(t)), float(schedule.alpha(t))
-            x = x0_hat + eta * (y - x0_hat) + kappa * math.sqrt(eta) * torch.from_numpy(rng.standard_normal(x0_hat.shape))
-            out = need_tensor(call(score, x, x0_hat, y, t, schedule, name="score"), x, "score")
-            ref = _gaussian_score(x, x0_hat + eta * (y - x0_hat), kappa**2 * eta).numpy()
-            r = (x - (1 - eta) * x0_hat - eta * y).numpy()
-            where = f"at t = {t:.4g} ({type(schedule).__name__}, kappa = {kappa:.3g})"
-            compare(out, ref, "the score", where=where, diagnoses=[
-                (-r / (kappa**2 * alpha), "its denominator uses alpha(t); the marginal's variance is kappa^2 eta "
-                                          "(the report's kappa^2 alpha is erratum 1)"),
-                (r / (kappa**2 * eta), "wrong sign: the score points towards the mean, where the density rises"),
-                (-(x - x0_hat - eta * y).numpy() / (kappa**2 * eta),
-                 "the mean of q(x_t | x0_hat, y) is not x0_hat + eta y: expand x0_hat + eta (y - x0_hat)"),
-                (-r / (kappa * eta), "kappa enters the variance squared"),
-                (-r / (kappa**2 * math.sqrt(eta)), "divide by the variance, not by the standard deviation"),
-            ], hint="The score is the gradient of the log-density of q(x_t | x0 = x0_hat, y) in x.")
+            noise = torch.from_numpy(rng.standard_normal(x0_hat.shape))
+            yield schedule, t, eta, alpha, x0_hat, y, x0_hat + eta * (y - x0_hat) + schedule.kappa * math.sqrt(eta) * noise
+
+
+# --------------------------------------------------------------------------------------------- E2
+@exercise("E2", "the score from x0_hat", points=5, minutes=10, assignment=ASSIGNMENT, names=("score",))
+def check_score(score, *, rng: np.random.Generator, hidden: bool = False) -> None:
+    for schedule, t, eta, alpha, x0_hat, y, x in _states(rng, hidden):
+        kappa = schedule.kappa
+        out = need_tensor(call(score, x, x0_hat, y, t, schedule, name="score"), x, "score")
+        ref = _gaussian_score(x, x0_hat + eta * (y - x0_hat), kappa**2 * eta).numpy()
+        r = (x - (1 - eta) * x0_hat - eta * y).numpy()
+        where = f"at t = {t:.4g} ({type(schedule).__name__}, kappa = {kappa:.3g})"
+        compare(out, ref, "the score", where=where, diagnoses=[
+            (-r / (kappa**2 * alpha), "its denominator uses alpha(t); the marginal's variance is kappa^2 eta "
+                                      "(the report's kappa^2 alpha is erratum 1)"),
+            (r / (kappa**2 * eta), "wrong sign: the score points towards the mean, where the density rises"),
+            (-(x - x0_hat - eta * y).numpy() / (kappa**2 * eta),
+             "the mean of q(x_t | x0_hat, y) is not x0_hat + eta y: expand x0_hat + eta (y - x0_hat)"),
+            (-r / (kappa * eta), "kappa enters the variance squared"),
+            (-r / (kappa**2 * math.sqrt(eta)), "divide by the variance, not by the standard deviation"),
+        ], hint="The score is the gradient of the log-density of q(x_t | x0 = x0_hat, y) in x.")
 
 
 # --------------------------------------------------------------------------------------------- E3
 @exercise("E3", "the probability-flow drift", points=5, minutes=15, assignment=ASSIGNMENT, names=("pf_drift",))
 def check_pf_drift(pf_drift, *, rng: np.random.Generator, hidden: bool = False) -> None:
-    for schedule in _schedules(rng):
+    for schedule, t, eta, alpha, x0_hat, y, x in _states(rng, hidden):
         kappa = schedule.kappa
-        for t in _times(rng, schedule.T, 3 if hidden else 1):
-            x0_hat, y = _pair(rng)
-            eta, alpha = float(schedule.eta(t)), float(schedule.alpha(t))
-            x = x0_hat + eta * (y - x0_hat) + kappa * math.sqrt(eta) * torch.from_numpy(rng.standard_normal(x0_hat.shape))
-            out = need_tensor(call(pf_drift, x, x0_hat, y, t, schedule, name="pf_drift"), x, "pf_drift")
-            sc = _gaussian_score(x, x0_hat + eta * (y - x0_hat), kappa**2 * eta).numpy()
-            f, g2 = alpha * (y - x0_hat).numpy(), kappa**2 * alpha  # forward SDE: dx = f dt + g dw
-            ref = f - 0.5 * g2 * sc
-            r = (x - (1 - eta) * x0_hat - eta * y).numpy()
-            where = f"at t = {t:.4g} ({type(schedule).__name__}, kappa = {kappa:.3g})"
-            compare(out, ref, "the drift", where=where, diagnoses=[
-                (f - g2 * sc, "that is the reverse SDE's drift: the probability flow takes half of g^2 times the score"),
-                (ref / alpha, "that is dx/d eta; the exercise asks for dx/dt (chain rule: d eta/dt = alpha)"),
-                (-alpha * (y - x0_hat).numpy() - 0.5 * g2 * sc, "the sign of the shift term: the forward drift is alpha e0"),
-                (f + 0.5 * g2 * sc, "the sign in front of the score term"),
-                (f + 0.5 * r, "the score's denominator is kappa^2 eta, not kappa^2 alpha (erratum 1)"),
-                (alpha * ((y - x0_hat).numpy() + (x - x0_hat - eta * y).numpy() / (2 * eta)),
-                 "the score's residual is x - (1 - eta) x0_hat - eta y: a (1 - eta) is missing"),
-                (f - 0.5 * sc, "the score term is multiplied by g^2 = kappa^2 alpha"),
-            ], hint="Use the forward SDE dx = alpha e0 dt + kappa sqrt(alpha) dw with e0 -> y - x0_hat, "
-                    "and the score of E2.")
+        out = need_tensor(call(pf_drift, x, x0_hat, y, t, schedule, name="pf_drift"), x, "pf_drift")
+        sc = _gaussian_score(x, x0_hat + eta * (y - x0_hat), kappa**2 * eta).numpy()
+        f, g2 = alpha * (y - x0_hat).numpy(), kappa**2 * alpha  # forward SDE: dx = f dt + g dw
+        ref = f - 0.5 * g2 * sc
+        r = (x - (1 - eta) * x0_hat - eta * y).numpy()
+        where = f"at t = {t:.4g} ({type(schedule).__name__}, kappa = {kappa:.3g})"
+        compare(out, ref, "the drift", where=where, diagnoses=[
+            (f - g2 * sc, "that is the reverse SDE's drift: the probability flow takes half of g^2 times the score"),
+            (ref / alpha, "that is dx/d eta; the exercise asks for dx/dt (chain rule: d eta/dt = alpha)"),
+            (-alpha * (y - x0_hat).numpy() - 0.5 * g2 * sc, "the sign of the shift term: the forward drift is alpha e0"),
+            (f + 0.5 * g2 * sc, "the sign in front of the score term"),
+            (f + 0.5 * r, "the score's denominator is kappa^2 eta, not kappa^2 alpha (erratum 1)"),
+            (alpha * ((y - x0_hat).numpy() + (x - x0_hat - eta * y).numpy() / (2 * eta)),
+             "the score's residual is x - (1 - eta) x0_hat - eta y: a (1 - eta) is missing"),
+            (f - 0.5 * sc, "the score term is multiplied by g^2 = kappa^2 alpha"),
+        ], hint="Use the forward SDE dx = alpha e0 dt + kappa sqrt(alpha) dw with e0 -> y - x0_hat, "
+                "and the score of E2.")
     # the flow must carry the marginal: a point mass x0 (x0_hat = x0 exactly) pushed from t = 1 to t_end
     schedule = ExpAlphaSchedule(a=float(rng.uniform(0.7, 1.3)), lam=float(rng.uniform(0.8, 2.0)),
                                 kappa=float(rng.uniform(1.0, 2.5)))
