@@ -243,3 +243,12 @@ def test_bundled_config_builds_and_runs():
     fast.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fast(x, torch.tensor([4.0]), lq=lq), out, rtol=0, atol=1e-5)
+
+
+def test_the_network_is_not_callable_like_a_denoiser():
+    """denoiser(x_t, t, y) has three positional arguments; the network's LR input is keyword-only, so
+    passing the network where a denoiser is expected fails instead of conditioning on y."""
+    model = _model()
+    x = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(TypeError):
+        model(x, torch.tensor([3]), torch.zeros(1, 3, 32, 32))

@@ -201,13 +201,13 @@ def _basic_layer_forward(self: BasicLayer, x: torch.Tensor) -> torch.Tensor:
                           and not x.is_contiguous() else torch.contiguous_format)
 
 
-def _unet_forward(self: UNetModelSwin, x: torch.Tensor, timesteps: torch.Tensor, lq: torch.Tensor | None = None,
+def _unet_forward(self: UNetModelSwin, x: torch.Tensor, timesteps: torch.Tensor, *, lq: torch.Tensor | None = None,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
     autocast = self.__dict__.get("_ctlib_cuda_autocast")
     if autocast is not None and x.is_cuda and not torch.is_autocast_enabled("cuda"):
         with torch.autocast("cuda", dtype=autocast):
-            return UNetModelSwin.forward(self, x, timesteps, lq, mask).float()
-    return UNetModelSwin.forward(self, x, timesteps, lq, mask)
+            return UNetModelSwin.forward(self, x, timesteps, lq=lq, mask=mask).float()
+    return UNetModelSwin.forward(self, x, timesteps, lq=lq, mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -379,10 +379,15 @@ class UNetModelSwin(nn.Module):
         self,
         x: torch.Tensor,
         timesteps: torch.Tensor,
+        *,
         lq: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x0`` prediction ``(B, out_channels, H, W)`` (official signature and call convention)."""
+        """``x0`` prediction ``(B, out_channels, H, W)`` (the official call convention ``model(x, t, lq=lq)``).
+
+        ``lq`` and ``mask`` are keyword-only: a network is not a denoiser (``denoiser(x_t, t, y)`` takes
+        continuous time and the state-space conditioning), and calling it like one must fail, not
+        silently condition on y.  :class:`~ctlib.nn.denoiser.ResShiftDenoiser` makes the denoiser."""
         if self.cond_mask and lq is not None:
             if mask is None:
                 raise ValueError("this network was built with cond_mask=True: pass mask=...")
