@@ -46,6 +46,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -885,9 +886,9 @@ def run_rows(
     total = sum(max(s.nfe, 1) * len(eval_set) for s in todo)
     # under `python -m ctlib reproduce` the bar is drawn on the terminal (the kernel's own stderr), where
     # it moves while the notebook's cell runs
-    import os
+    from .cli import TERMINAL_PROGRESS_ENV
 
-    to_terminal = os.environ.get("CTLIB_TERMINAL_PROGRESS") == "1" and sys.__stderr__ is not None
+    to_terminal = os.environ.get(TERMINAL_PROGRESS_ENV) == "1" and sys.__stderr__ is not None
     bar = tqdm(total=total, desc="table rows" if to_terminal else "evaluate", unit="img-eval",
                disable=not progress or not todo, mininterval=1.0, file=sys.__stderr__ if to_terminal else None)
     try:

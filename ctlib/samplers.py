@@ -414,17 +414,20 @@ def exp_multistep_step(
     etas: Sequence[float],
     eta_b: float,
     variable: str = "eta",
+    eta_a: float | None = None,
 ) -> torch.Tensor:
-    r"""One step of the exponential multistep family from ``eta_a = etas[0]`` to ``eta_b``: the PF-ODE
-    integrated exactly with x0_hat the polynomial in ``variable`` (eta or sqrt(eta)) through the
-    evaluations ``x0_hats[j]`` at ``etas[j]`` (newest first; :func:`exp_multistep_weights`)."""
+    r"""One step of the exponential multistep family from ``eta_a`` (default ``etas[0]``) to ``eta_b``:
+    the PF-ODE integrated exactly with x0_hat the polynomial in ``variable`` (eta, sqrt(eta) or
+    log(eta)) through the evaluations ``x0_hats[j]`` at ``etas[j]`` (newest first for a multistep step;
+    a node at ``eta_b`` makes it a corrector; :func:`exp_multistep_weights`)."""
     if len(x0_hats) != len(etas):
         raise ValueError(f"one eta per x0_hat: got {len(x0_hats)} x0_hats and {len(etas)} etas")
-    if len(etas) == 1:  # pf_exact_step, with its own coefficients (bit-identical to exp1)
-        c_x, c_0, c_y = _exact_step_coefficients(float(etas[0]), float(eta_b))
+    eta_a = float(etas[0]) if eta_a is None else float(eta_a)
+    if len(etas) == 1 and float(etas[0]) == eta_a:  # pf_exact_step, with its own coefficients (as exp1)
+        c_x, c_0, c_y = _exact_step_coefficients(eta_a, float(eta_b))
         return _combine((c_x, x_a), (c_0, x0_hats[0]), (c_y, y))
-    s_a, s_b = math.sqrt(etas[0]), math.sqrt(eta_b)
-    weights = exp_multistep_weights(etas, eta_b, variable)
+    s_a, s_b = math.sqrt(eta_a), math.sqrt(eta_b)
+    weights = exp_multistep_weights(etas, eta_b, variable, eta_a=eta_a)
     return _combine((s_b / s_a, x_a), (s_b * (s_b - s_a), y), *((-float(wj), x0) for wj, x0 in zip(weights, x0_hats)))
 
 
@@ -498,8 +501,9 @@ def sample_exp_multistep(
     eta, _ = _levels(schedule, ts)
     history: list[tuple[float, torch.Tensor]] = []  # (eta_j, x0_hat_j), newest first
     name = {1: "exp1", 2: "exp2m", 3: "exp3m"}.get(order, f"exp{order}m")
+    name += {"eta": "", "sqrt_eta": "_sqrt", "log_eta": "_log"}[variable]
     pending = None  # x0_hat at the current state, when the start-up corrector already has it
-    for i in trange(len(ts) - 1, disable=not progress, desc=name if variable == "eta" else name + "_sqrt"):
+    for i in trange(len(ts) - 1, disable=not progress, desc=name):
         x0_hat = _denoise(denoiser, x, float(ts[i]), y) if pending is None else pending
         pending = None
         history = [(float(eta[i]), x0_hat), *history][:order]
@@ -510,9 +514,7 @@ def sample_exp_multistep(
             e_a, e_b = float(eta[0]), float(eta[1])
             x_pred = exp_multistep_step(x, [x0_hat], y, [e_a], e_b, variable)
             pending = _denoise(denoiser, x_pred, float(ts[1]), y)
-            w_b, w_a = exp_multistep_weights([e_b, e_a], e_b, variable, eta_a=e_a)
-            s_a, s_b = math.sqrt(e_a), math.sqrt(e_b)
-            x_next = _combine((s_b / s_a, x), (s_b * (s_b - s_a), y), (-float(w_a), x0_hat), (-float(w_b), pending))
+            x_next = exp_multistep_step(x, [x0_hat, pending], y, [e_a, e_b], e_b, variable, eta_a=e_a)
             _report(callback, i, ts, x, x_next, x0_hat)
             x = x_next
             continue

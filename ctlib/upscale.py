@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import math
 import os
 import sys
@@ -112,8 +113,6 @@ def default_sampler_note() -> str:
     """Why the default sampler is what it is, with the numbers of the table of record (if present)."""
     text = f"default {DEFAULT_SOLVER}, rho {DEFAULT_RHO:g}, nfe {DEFAULT_NFE}"
     try:
-        import json
-
         from .conclusions import cheapest_match
 
         pick = cheapest_match(json.loads(RECORD_TABLE.read_text(encoding="utf-8")))
