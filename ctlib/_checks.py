@@ -1,15 +1,11 @@
-"""Argument checks shared by the library (every message names the offending argument), the device
-and output-location checks the commands run before any work, and atomic file writes."""
+"""Argument checks shared by the library: every message names the offending argument (values,
+shapes, time points, devices).  Files -- output locations, atomic writes, hashes -- are
+:mod:`ctlib.files`."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,77 +94,3 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     elif dev.type != "cpu":
         raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return dev
-
-
-def _existing_ancestor(path: Path, name: str) -> Path:
-    """The nearest existing folder at or above ``path``; ValueError if that is not a folder."""
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ValueError(f"{name} {path} cannot be created: {probe} is an existing file, not a folder")
-    return probe
-
-
-def _check_writable(folder: Path, target: Path, name: str) -> None:
-    """Create (and remove) a temporary file in ``folder``: the one honest test that it takes files
-    (``os.access`` says yes to root on a read-only filesystem)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".ctlib-write-test-", dir=folder)
-    except OSError as err:
-        raise ValueError(f"{name} {target} is not writable: cannot create files in {folder} "
-                         f"({err.strerror or err}); choose another location") from None
-    os.close(fd)
-    os.unlink(tmp)
-
-
-def check_output_dir(path: str | os.PathLike, name: str = "--out") -> Path:
-    """Check that the folder ``path`` exists and takes files, or can be created (nothing is created).
-    Raises ValueError naming the problem: an existing file, a path under a file, a read-only place."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{name} {out} is an existing file, not a folder")
-    _check_writable(_existing_ancestor(out, name), out, name)
-    return out
-
-
-def check_output_file(path: str | os.PathLike, name: str = "--out", *, overwrite: bool = False) -> Path:
-    """Check that the file ``path`` can be written: not a folder, not existing unless ``overwrite``,
-    its folder existing and writable or creatable.  Raises ValueError (nothing is created)."""
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"{name} {out} is a folder; give the path of a file")
-    if out.exists() and not overwrite:
-        raise ValueError(f"{name} {out} already exists; pass --overwrite to replace it, or choose another name")
-    _check_writable(_existing_ancestor(out.parent, name), out, name)
-    return out
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *, mode: int = 0o666) -> Path:
-    """Write a file atomically: ``write(f)`` fills a hidden temporary file in the same folder (created
-    if missing), which is flushed, synced and renamed over ``path``; on any error or interruption the
-    temporary file is removed and ``path`` is untouched.  The file gets ``mode`` less the umask (the
-    permissions of a plain ``open``, not ``mkstemp``'s 0600)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return out
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -4,7 +4,7 @@ Commands
 --------
 reproduce   run the kit's notebooks headless with papermill, in order, into ``results/<profile>/``
 train       discrete pretraining or continuous fine-tuning (also under ``torchrun``)
-evaluate    one solver row on a folder of HR images -> JSON (:mod:`ctlib.evaluate`)
+evaluate    one solver row on a folder of HR images -> JSON (:func:`cmd_evaluate`, rows: :mod:`ctlib.evaluate`)
 upscale     x4 super-resolution of your own images, any size (:mod:`ctlib.upscale`)
 assignments build the course notebooks (student, instructor, nbgrader) and grade submissions (:mod:`ctlib.assignments`)
 """
@@ -16,10 +16,10 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Exit codes of every command (README "Exit codes and file safety").
 EXIT_OK = 0  # everything done
 EXIT_FAILED = 1  # some inputs failed (listed), or the work itself failed (a notebook, a diverged run)
@@ -75,7 +75,7 @@ def mark_interrupted(path: Path) -> Path:
     so to a reader, and the file is renamed ``<name>.INTERRUPTED.ipynb``.  Returns the new path."""
     import nbformat
 
-    from ._checks import atomic_write
+    from .files import atomic_write
 
     nb = nbformat.read(path, as_version=4)
     started = [i for i, c in enumerate(nb.cells) if (c.metadata.get("papermill") or {}).get("start_time")]
@@ -168,7 +168,7 @@ def run_notebooks(
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ._checks import check_output_dir
+    from .files import check_output_dir
 
     profile = check_profile(args.profile)
     notebooks = find_notebooks(Path(args.notebooks), args.only)
@@ -191,7 +191,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for path, seconds in done:
         print(f"  {path}  ({seconds:.1f} s)")
-    from .evaluate import print_table_from
+    from .table import print_table_from
 
     if (out_dir / "table.md").exists() or any(out_dir.glob("*/table.md")):
         print_table_from(out_dir)
@@ -227,6 +227,153 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``evaluate`` to the CLI's subparsers (``python -m ctlib evaluate --help``)."""
+    from .data.evalsets import MIN_HR_SIDE, SCALE
+    from .evaluate import ROW_SOLVERS
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="one solver row (and the x0_hat / bicubic references) on a folder of HR images -> JSON",
+        description="Evaluate one solver on every image of a folder (LR by MATLAB bicubic x1/4; sides cropped "
+                    "to a multiple of 4; images under 16 px rejected) and write per-image and mean PSNR-Y, "
+                    "SSIM-Y, PSNR-RGB, HaarPSI, LPIPS (or 'unavailable' with the file it needs) and the "
+                    "report's piq metrics as JSON. Exit status: 0 all rows scored, 1 the solver row failed "
+                    "(its reason is printed; the JSON is written), 2 a usage or environment error found before "
+                    "any image is read (bad argument, --out existing without --overwrite or not writable, "
+                    "checkpoint or device missing), 130 interrupted (nothing written).",
+    )
+    p.add_argument("--hr", required=True, help="folder of HR images")
+    p.add_argument("--checkpoint", required=True, help="kit checkpoint (or official UNet weights with --autoencoder)")
+    p.add_argument("--autoencoder", help="autoencoder_vq_f4.pth for latent (official) models")
+    p.add_argument("--solver", default="euler", help=f"one of {', '.join(s for s in ROW_SOLVERS if s != 'bicubic')}")
+    p.add_argument("--rho", type=float, default=1.0, help="time-grid rho (default 1)")
+    p.add_argument("--nfe", type=int, default=15, help="network evaluations (resshift: T)")
+    p.add_argument("--out", required=True, help="output JSON file (never replaced without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every image's x_T (default 0); same seed, thread count, device and torch build: "
+                        "same numbers (README, 'What is reproducible')")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--limit", type=int, help="only the first N images (N >= 1)")
+    p.add_argument("--crop", type=int, help=f"centre-crop every image to at most CROP x CROP (a multiple of {SCALE}, "
+                                            f">= {MIN_HR_SIDE})")
+    p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg", "none"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def _row_json(r: Any) -> dict[str, Any]:
+    """A row with its per-image values, for the evaluate command's JSON."""
+    from .evaluate import METRIC_KEYS
+    from .files import json_value
+    from .table import row_record
+
+    rec = row_record(r)
+    rec["per_image"] = [
+        {"name": name, **{k: json_value(float(r.per_image[k][i])) for k in METRIC_KEYS if k in r.per_image}}
+        for i, name in enumerate(r.names)
+    ] if r.ok else []
+    return rec
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``python -m ctlib evaluate``: returns 0 on success, 1 when the solver row failed, 2 on bad input
+    (every argument, the device and --out are checked before any image is read), 130 on Ctrl-C."""
+    import json
+
+    from ._checks import check_device, check_int
+    from .data.evalsets import check_crop, folder_eval_set
+    from .evaluate import HIGHER_IS_BETTER, METRIC_KEYS, METRIC_TITLES, ROW_SOLVERS, RowSpec, evaluate_row
+    from .files import atomic_write, check_output_file, repo_path
+    from .nn.checkpoint import model_fingerprint
+    from .pipeline import check_sampler, load_model
+    from .table import format_table, row_record
+
+    solver = args.solver
+    if solver not in ROW_SOLVERS or solver == "bicubic":
+        print(f"error: unknown solver {solver!r}; known: {', '.join(s for s in ROW_SOLVERS if s != 'bicubic')}",
+              file=sys.stderr)
+        return 2
+    try:
+        # the cheap checks first: nothing is read or computed before they pass
+        if args.limit is not None:
+            check_int(args.limit, "--limit", minimum=1)
+        if args.crop is not None:
+            check_crop(args.crop)
+        check_int(args.batch_size, "--batch-size", minimum=1)
+        check_int(args.seed, "--seed", minimum=0)
+        check_device(args.device, "--device")
+        out = check_output_file(args.out, overwrite=args.overwrite)
+        from .data.io import IMAGE_EXTENSIONS
+
+        hr_dir = Path(args.hr)
+        if out.suffix.lower() in IMAGE_EXTENSIONS and hr_dir.is_dir() and out.resolve().parent == hr_dir.resolve():
+            raise ValueError(f"--out {out} would be one of the HR images it reads; choose another name or folder")
+        for name, path in (("--checkpoint", args.checkpoint), ("--autoencoder", args.autoencoder)):
+            if path is not None and out.resolve() == repo_path(path).resolve():
+                raise ValueError(f"--out {out} is the {name} file it reads; choose another name")
+        eval_set = folder_eval_set(args.hr, limit=args.limit, crop=args.crop)
+        den = load_model(args.checkpoint, autoencoder=args.autoencoder, device=args.device)
+        spec = RowSpec(solver, "model", int(args.nfe), float(args.rho), group="table")
+        check_sampler(spec.solver, spec.nfe, spec.rho, int(den.schedule.T))
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for note in eval_set.notes:
+        print(f"note: {note}", file=sys.stderr)
+    specs = [RowSpec("bicubic", None, 0, group="reference"), RowSpec("x0_hat", "model", 1, group="reference")]
+    if spec.key != specs[1].key:
+        specs.append(spec)
+    lpips_net = None if args.lpips_net == "none" else args.lpips_net
+    from tqdm import tqdm
+
+    rows = []
+    bar = tqdm(total=sum(max(s.nfe, 1) for s in specs) * len(eval_set), desc="evaluate", unit="img-eval",
+               disable=args.no_progress)
+    try:
+        with bar:
+            for s in specs:
+                rows.append(evaluate_row(s, None if s.solver == "bicubic" else den, eval_set, seed=args.seed,
+                                         batch_size=args.batch_size, lpips_net=lpips_net, device=args.device,
+                                         bar=bar))
+    except KeyboardInterrupt:
+        print(f"interrupted (Ctrl-C) after {len(rows)} of {len(specs)} rows; nothing was written ({out} "
+              f"{'is unchanged' if out.exists() else 'was not created'})", file=sys.stderr)
+        return 130
+    metric_info: dict[str, Any] = {}
+    for r in rows:
+        for k, info in r.metric_info.items():
+            metric_info.setdefault(k, info)
+    doc = {
+        "hr_dir": str(args.hr),
+        "images": eval_set.names,
+        "notes": eval_set.notes,
+        "lr": "MATLAB bicubic x1/4 of the HR, 8-bit",
+        "checkpoint": {"path": str(args.checkpoint), "sha256": model_fingerprint(args.checkpoint)},
+        "seed": int(args.seed),
+        "metrics": {k: {**metric_info.get(k, {}), "title": METRIC_TITLES[k], "higher_is_better": HIGHER_IS_BETTER[k],
+                        "available": not (metric_info.get(k) or {}).get("reason")} for k in METRIC_KEYS},
+        "rows": [_row_json(r) for r in rows],
+    }
+    text = (json.dumps(doc, indent=1) + "\n").encode("utf-8")
+    atomic_write(out, lambda f: f.write(text))  # all or nothing: never half a JSON file
+    print(format_table([row_record(r) for r in rows]))
+    for k, info in doc["metrics"].items():
+        if not info["available"] and k != "ms_ssim":
+            print(f"{METRIC_TITLES[k]}: {info.get('text') or info.get('reason')}")
+    print(f"wrote {out}")
+    failed = [r for r in rows if not r.ok]
+    for r in failed:
+        print(f"error: row {r.spec.title} failed: {r.reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ctlib", description="Continuous-in-time ResShift kit")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -240,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")
     rp.add_argument("--out", default=None, help="output folder (default results/<profile>; a used folder gets a _2, _3 ... suffix)")
-    rp.add_argument("--notebooks", default=str(REPO_ROOT / "notebooks"), help="folder holding NN_*.ipynb")
+    rp.add_argument("--notebooks", default=str(Path(__file__).resolve().parent.parent / "notebooks"), help="folder holding NN_*.ipynb")
     rp.add_argument("--only", nargs="+", metavar="NN", help="run only these notebook numbers, e.g. --only 01 03")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce)
@@ -291,7 +438,6 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--no-progress", action="store_true")
     tp.set_defaults(func=cmd_train)
 
-    from .evaluate import add_evaluate_parser
     from .upscale import add_upscale_parser
 
     add_evaluate_parser(sub)

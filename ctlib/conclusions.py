@@ -19,10 +19,14 @@ and is reported as unavailable otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["DIRECTION_METRICS", "BASELINE_KEY", "matching_nfe", "cheapest_match", "claims", "claims_markdown"]
+import numpy as np
+
+from .files import from_json_value
+
+__all__ = ["DIRECTION_METRICS", "BASELINE_KEY", "REPORT_RHOS", "REPORT_TABLE1", "compare_with_report", "rho_effects", "matching_nfe", "cheapest_match", "claims", "claims_markdown"]
 
 #: the metrics every direction is read on (higher is better for all three)
 DIRECTION_METRICS: tuple[str, ...] = ("psnr_y", "ssim_y", "haarpsi")
@@ -186,3 +190,99 @@ def claims_markdown(table: dict) -> str:
         lines.append(f"| {c['claim']} | {c['evidence']} | **{c['verdict']}** | "
                      f"{', '.join(METRIC_TITLES[m] for m in c['metrics'])} | {c['lpips']} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the report's Table 1 beside ours
+# ---------------------------------------------------------------------------------------------
+#: The rho values of the report's Table 1.
+REPORT_RHOS: tuple[float, ...] = (1.0, 4.0, 8.0, -4.0, -8.0)
+
+
+#: The report's Table 1 (nfe = 15) as printed: LPIPS is piq's VGG LPIPS, "SSIM" is piq's SSIMLoss = 1 - SSIM
+#: (erratum 3), PSNR is on RGB (erratum 4); 1000 ImageNet images of 256 x 256, bicubic x4 LR, latent VQ-f4 model.
+REPORT_TABLE1: tuple[dict[str, Any], ...] = (
+    {"solver": "resshift", "rho": None, "lpips_vgg_piq": 0.376, "ssim_loss_piq": 0.428, "psnr_rgb_piq": 20.36},
+    {"solver": "euler", "rho": 1.0, "lpips_vgg_piq": 0.364, "ssim_loss_piq": 0.457, "psnr_rgb_piq": 20.29},
+    {"solver": "euler", "rho": 4.0, "lpips_vgg_piq": 0.363, "ssim_loss_piq": 0.451, "psnr_rgb_piq": 20.45},
+    {"solver": "euler", "rho": 8.0, "lpips_vgg_piq": 0.362, "ssim_loss_piq": 0.449, "psnr_rgb_piq": 20.50},
+    {"solver": "euler", "rho": -4.0, "lpips_vgg_piq": 0.362, "ssim_loss_piq": 0.453, "psnr_rgb_piq": 20.33},
+    {"solver": "euler", "rho": -8.0, "lpips_vgg_piq": 0.361, "ssim_loss_piq": 0.453, "psnr_rgb_piq": 20.35},
+    {"solver": "heun", "rho": 1.0, "lpips_vgg_piq": 0.375, "ssim_loss_piq": 0.473, "psnr_rgb_piq": 19.93},
+    {"solver": "heun", "rho": 4.0, "lpips_vgg_piq": 0.374, "ssim_loss_piq": 0.472, "psnr_rgb_piq": 19.53},
+    {"solver": "heun", "rho": 8.0, "lpips_vgg_piq": 0.374, "ssim_loss_piq": 0.472, "psnr_rgb_piq": 19.96},
+    {"solver": "heun", "rho": -4.0, "lpips_vgg_piq": 0.365, "ssim_loss_piq": 0.462, "psnr_rgb_piq": 20.10},
+    {"solver": "heun", "rho": -8.0, "lpips_vgg_piq": 0.364, "ssim_loss_piq": 0.459, "psnr_rgb_piq": 20.13},
+)
+
+
+def compare_with_report(table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Our rows beside the report's Table 1, both in the report's conventions with erratum 3 undone
+    (SSIM = 1 - SSIMLoss): per row the report's and our PSNR-RGB (piq), SSIM (piq) and LPIPS-VGG (piq),
+    and for each metric whether the change against the baseline has the same sign in both
+    (``agree_*``: True / False, None when a value is missing)."""
+    rows = {(r["solver"], r["rho"]): r for r in table["rows"] if r["group"] == "table" and r["status"] == "ok"}
+    ours_base = rows.get(("resshift", None))
+    rep_base = REPORT_TABLE1[0]
+
+    def ours(r: Mapping[str, Any] | None, key: str) -> float:
+        if r is None:
+            return math.nan
+        v = from_json_value(r["mean"].get(key))
+        return 1.0 - v if key == "ssim_loss_piq" else v
+
+    out = []
+    for rep in REPORT_TABLE1:
+        mine = rows.get((rep["solver"], rep["rho"]))
+        entry: dict[str, Any] = {
+            "label": "Baseline" if rep["solver"] == "resshift" else f"{rep['solver'].capitalize()} rho {rep['rho']:g}",
+            "report_psnr_rgb": rep["psnr_rgb_piq"], "report_ssim": round(1.0 - rep["ssim_loss_piq"], 3),
+            "report_lpips_vgg": rep["lpips_vgg_piq"],
+            "ours_psnr_rgb": ours(mine, "psnr_rgb_piq"), "ours_ssim": ours(mine, "ssim_loss_piq"),
+            "ours_lpips_vgg": ours(mine, "lpips_vgg_piq"),
+        }
+        for name, key, rep_key in (("psnr_rgb", "psnr_rgb_piq", "psnr_rgb_piq"), ("ssim", "ssim_loss_piq", "ssim_loss_piq"),
+                                   ("lpips_vgg", "lpips_vgg_piq", "lpips_vgg_piq")):
+            if rep["solver"] == "resshift":
+                entry[f"agree_{name}"] = None
+                continue
+            d_rep = rep[rep_key] - rep_base[rep_key]
+            d_ours = ours(mine, key) - ours(ours_base, key)
+            if key == "ssim_loss_piq":
+                d_rep = -d_rep  # compare SSIM, not the loss
+            if math.isnan(d_ours) or d_rep == 0:
+                entry[f"agree_{name}"] = None
+            else:
+                entry[f"agree_{name}"] = bool(np.sign(d_rep) == np.sign(d_ours))
+        out.append(entry)
+    return out
+
+
+def rho_effects(table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the time grid does within each solver: for Euler and Heun, the change of PSNR-RGB (piq),
+    SSIM (= 1 - SSIMLoss) and LPIPS-VGG (piq) from rho = 1 to each other rho, in the report's Table 1
+    and in ours, and whether the two changes have the same sign (``agree_*``; None when missing)."""
+    ours = {(r["solver"], r["rho"]): r for r in table["rows"] if r["group"] == "table" and r["status"] == "ok"}
+    report = {(r["solver"], r["rho"]): r for r in REPORT_TABLE1}
+
+    def value(row: Mapping[str, Any] | None, key: str, from_report: bool) -> float:
+        if row is None:
+            return math.nan
+        v = row[key] if from_report else from_json_value(row["mean"].get(key))
+        v = math.nan if v is None else float(v)
+        return 1.0 - v if key == "ssim_loss_piq" else v
+
+    out = []
+    for solver in ("euler", "heun"):
+        for rho in REPORT_RHOS[1:]:
+            entry: dict[str, Any] = {"solver": solver, "rho": rho, "label": f"{solver.capitalize()} rho {rho:g} vs rho 1"}
+            for name, key in (("psnr_rgb", "psnr_rgb_piq"), ("ssim", "ssim_loss_piq"), ("lpips_vgg", "lpips_vgg_piq")):
+                d_rep = value(report.get((solver, rho)), key, True) - value(report.get((solver, 1.0)), key, True)
+                d_ours = value(ours.get((solver, rho)), key, False) - value(ours.get((solver, 1.0)), key, False)
+                entry[f"report_{name}"] = d_rep
+                entry[f"ours_{name}"] = d_ours
+                entry[f"agree_{name}"] = (None if math.isnan(d_ours) or math.isnan(d_rep) or d_rep == 0
+                                          else bool(np.sign(d_rep) == np.sign(d_ours)))
+            out.append(entry)
+    return out
+

@@ -104,3 +104,13 @@ def check_grid(ts, name: str = "ts") -> np.ndarray:
     if not (np.diff(arr) < 0).all():
         raise ValueError(f"{name} must be strictly decreasing (from the most noise to the least)")
     return arr
+
+
+def levels_grid(nfe: int, T: int) -> np.ndarray:
+    """``nfe`` of the discrete levels ``k/T`` (``k = round(linspace(T, 1, nfe))``, all distinct), then 0."""
+    nfe = check_int(nfe, "nfe", minimum=1)
+    T = check_int(T, "T", minimum=1)
+    if nfe > T:
+        raise ValueError(f"exp1_levels visits distinct trained levels k/T: nfe must be <= T = {T}, got {nfe}")
+    ks = np.array([T]) if nfe == 1 else np.round(np.linspace(T, 1, nfe))
+    return np.append(ks / T, 0.0)

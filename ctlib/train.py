@@ -50,6 +50,7 @@ from torch import nn
 
 from ._checks import check_device, check_int, check_positive
 from .diffusion import q_sample
+from .profiles import TINY_PIXEL_OVERRIDES, TRAIN_PROFILES, check_profile
 from .schedule import ExpAlphaSchedule, ResShiftSchedule, Schedule, fit_exp_alpha, schedule_from_dict
 
 __all__ = [
@@ -338,7 +339,7 @@ def _check_run_folder(out_dir: Path, resume: bool, overwrite: bool, init: str | 
       or without ``resume`` (there is nothing to resume from), unless ``overwrite``;
     * ``init`` must not be a file of the folder this run writes.
     Raises RunFolderError (or ValueError for a location that cannot be written)."""
-    from ._checks import check_output_dir
+    from .files import check_output_dir
 
     if out_dir.exists() and not out_dir.is_dir():
         raise RunFolderError(f"output path {out_dir} exists and is not a folder")
@@ -376,7 +377,7 @@ def _clear_stale_temporaries(out_dir: Path) -> None:
 def _resume_log(path: Path, step: int) -> float:
     """Make ``log.csv`` end at the checkpoint's ``step`` (rows logged after it, before a kill, are
     dropped: the resumed run logs them again) and return the loss logged at ``step`` (NaN if none)."""
-    from ._checks import atomic_write
+    from .files import atomic_write
 
     rows = list(csv.reader(path.open(newline=""))) if path.exists() else []
     body = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
@@ -557,41 +558,8 @@ def train(
 
 
 # ---------------------------------------------------------------------------------------------
-# profiles: one name -> network, data and recipe
+# profiles (their numbers: ctlib.profiles.TRAIN_PROFILES)
 # ---------------------------------------------------------------------------------------------
-#: A minimal pixel UNet for the smoke profile and tests (the bundled architecture, two levels).
-TINY_PIXEL_OVERRIDES = {"image_size": 64, "lq_size": 64, "channel_mult": [1, 1], "num_res_blocks": [1, 1],
-                        "attention_resolutions": [32], "swin_embed_dim": 32, "num_head_channels": 16}
-
-TRAIN_PROFILES: dict[str, dict[str, Any]] = {
-    # seconds on 2 CPU cores: the wiring, not a model
-    "smoke": {"net": "tiny", "crop_size": 64, "iterations": 4, "batch_size": 4, "micro_batch": 2, "lr": 2e-4,
-              "warmup": 0, "ema_decay": 0.9, "degradation": "bicubic", "kappa": 2.0, "log_every": 1, "ckpt_every": 2,
-              "val_every": 0},
-    # the shipped bundled models on 2 CPU cores (as one process or as two one-thread torchrun processes;
-    # torchrun holds up better on a busy machine, benchmarks/training.py), both with the official kappa = 2
-    # (smaller ones measured, notebook 05) and bicubic LR (the test degradation, same).  The discrete
-    # baseline, `--mode discrete`: 64 x 64 crops of batch 16 (about 0.55 s per iteration, 3600 iterations,
-    # ~33 min).  Its continuous fine-tune, `--mode continuous --init <baseline>/model.pt`, uses
-    # `by_mode["continuous"]`: whole 256 x 256 photos, the test size (the samplers of a model trained only on
-    # 64 x 64 crops over-disperse at 256, notebook 05 section 2c), batch 2 (~1.1 s per iteration, 1000
-    # iterations, ~19 min).
-    "cpu": {"net": "bundled", "crop_size": 64, "iterations": 3600, "batch_size": 16, "micro_batch": 16, "lr": 5e-4,
-            "warmup": 100, "ema_decay": 0.995, "grad_clip": 1.0, "degradation": "bicubic", "kappa": 2.0,
-            "log_every": 5, "ckpt_every": 50, "val_every": 100,
-            "by_mode": {"continuous": {"crop_size": 256, "batch_size": 2, "micro_batch": 2, "iterations": 1000,
-                                       "lr": 3e-4, "warmup": 20, "lr_decay": "cosine", "schedule": "fit"}}},
-    # one GPU, minutes: the bundled models from scratch
-    "gpu": {"net": "bundled", "crop_size": 256, "iterations": 20000, "batch_size": 32, "micro_batch": 32,
-            "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "degradation": "bicubic", "kappa": 2.0, "log_every": 50,
-            "ckpt_every": 1000, "val_every": 1000, "by_mode": {"continuous": {"schedule": "fit"}}},
-    # the report's recipe (section 3.1 + the official config, docs/maths.md §11)
-    "paper": {"net": "v1", "crop_size": 256, "iterations": 50000, "batch_size": 16, "micro_batch": 8, "lr": 5e-5,
-              "warmup": 5000, "ema_decay": 0.999, "degradation": "realesrgan", "official_crop": True,
-              "log_every": 100, "ckpt_every": 5000, "val_every": 5000, "by_mode": {"continuous": {"schedule": "report"}}},
-}
-
-
 #: the eta(t) a model can be trained with (``--schedule``); see :func:`make_schedule`
 SCHEDULES = ("resshift", "fit", "report")
 
@@ -620,8 +588,6 @@ def profile_settings(profile: str, mode: str | None = None, **overrides: Any) ->
     """The training settings of ``profile``: its common settings, then those of ``mode`` (the
     profile's ``by_mode`` entry, e.g. the cpu profile's fine-tune recipe), then ``overrides``
     (``None`` values ignored)."""
-    from .profiles import check_profile
-
     settings = dict(TRAIN_PROFILES[check_profile(profile)])
     by_mode = settings.pop("by_mode", {})
     if mode is not None:
@@ -654,37 +620,28 @@ def build_network(net: str, init: str | os.PathLike | None = None, *, loaded: An
 
 def one_step_psnr_validator(wrapper: Any, n_images: int = 4, seed: int = 0) -> Callable[[nn.Module], dict[str, float]]:
     """``validate(ema_net)``: mean PSNR-Y of the one-step prediction x0_hat(x_T, t = 1) on the first
-    ``n_images`` bundled test images (bicubic LR), and of bicubic upsampling, for the CSV log."""
+    ``n_images`` bundled test images (bicubic LR; x_T's noise from one generator seeded ``seed``), and of
+    the model's own LR upsampling (bicubic), for the CSV log."""
     from .data import load_bundled_test_set
     from .metrics import psnr
+    from .pipeline import batch_noise, super_resolve, upsample
 
     test = load_bundled_test_set().subset(n_images)
     hr = test.hr
 
     def validate(ema_net: nn.Module) -> dict[str, float]:
-        device = next(ema_net.parameters()).device
         saved = wrapper.network
         wrapper.network = ema_net
         try:
-            with torch.no_grad():
-                cond = wrapper.condition(test.lr.to(device) * 2 - 1)
-                g = torch.Generator().manual_seed(seed)
-                x_T = cond.y + schedule_noise(cond.y, wrapper.schedule, g)
-                x0_hat = cond(x_T, torch.ones(len(hr), device=device, dtype=torch.float64), cond.y)
-                sr = (cond.decode(x0_hat).clamp(-1, 1) + 1) / 2
-                bic = (cond.decode(cond.y).clamp(-1, 1) + 1) / 2
+            sr = super_resolve(wrapper, test.lr, solver="x0_hat", nfe=1,
+                               noise=batch_noise(torch.Generator().manual_seed(seed)))
+            bic = upsample(wrapper, test.lr)
         finally:
             wrapper.network = saved
         return {"psnr_y_x0_hat_t1": float(psnr(sr.cpu(), hr, y_channel=True).mean()),
                 "psnr_y_bicubic": float(psnr(bic.cpu(), hr, y_channel=True).mean())}
 
     return validate
-
-
-def schedule_noise(y: torch.Tensor, schedule: Schedule, generator: torch.Generator) -> torch.Tensor:
-    """``kappa sqrt(eta_T) eps`` drawn from ``generator`` (the prior's noise)."""
-    eps = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
-    return schedule.kappa * math.sqrt(schedule.eta_T) * eps
 
 
 def _config_settings(mode: str, settings: dict[str, Any], seed: int | None) -> dict[str, Any]:

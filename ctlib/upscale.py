@@ -60,11 +60,13 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from ._checks import atomic_write, check_device, check_int, check_output_dir
+from ._checks import check_device, check_int
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, is_deep_colour_tiff, list_images, read_image, write_png
-from .diffusion import prior_sample
-from .nn.denoiser import ResShiftDenoiser, build_official_denoiser, denoiser_from_checkpoint, upsample_lr
-from .samplers import SOLVERS, STOCHASTIC_SOLVERS, sample, solver_grid
+from .files import REPO_ROOT, atomic_write, check_output_dir
+from .nn.denoiser import ResShiftDenoiser, upsample_lr
+from .pipeline import NoiseSource, load_model, sample_conditioned, to_image, to_model_range
+from .profiles import RECORD_DIR, UPSCALE_DEFAULTS
+from .samplers import SOLVERS, solver_grid
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -79,7 +81,6 @@ __all__ = [
     "seam_ratio",
     "block_seed",
     "coordinate_noise",
-    "load_upscaler",
     "upscale_tensor",
     "upscale",
     "ImageForUpscale",
@@ -96,17 +97,13 @@ __all__ = [
     "cli_upscale",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-#: The shipped model used when no checkpoint is named (the continuously fine-tuned pixel model).
-DEFAULT_CHECKPOINT: Path = REPO_ROOT / "data" / "checkpoints" / "continuous_finetune.pt"
-#: Default tile side and overlap, in LR pixels (the bundled model was trained on 64 x 64 LR crops).
-DEFAULT_TILE = 64
-DEFAULT_OVERLAP = 16
-#: The default sampler, from measurement: the cheapest setting of the table of record
-#: (``data/results/cpu``) within 0.05 dB PSNR-Y and 0.002 SSIM-Y of its best nfe = 15 row
-#: (``ctlib.conclusions.cheapest_match``; ``tests/test_upscale_defaults.py`` keeps them in step).
-DEFAULT_SOLVER, DEFAULT_RHO, DEFAULT_NFE = "euler", -8.0, 8
-RECORD_TABLE: Path = REPO_ROOT / "data" / "results" / "cpu" / "table.json"
+#: The defaults (``ctlib.profiles.UPSCALE_DEFAULTS``): the shipped continuously fine-tuned pixel model,
+#: the sampler chosen by measurement on the table of record (:func:`default_sampler_note`), and the
+#: tiling in LR pixels.
+DEFAULT_CHECKPOINT: Path = REPO_ROOT / UPSCALE_DEFAULTS["checkpoint"]
+DEFAULT_SOLVER, DEFAULT_RHO, DEFAULT_NFE = (UPSCALE_DEFAULTS[k] for k in ("solver", "rho", "nfe"))
+DEFAULT_TILE, DEFAULT_OVERLAP = UPSCALE_DEFAULTS["tile"], UPSCALE_DEFAULTS["overlap"]
+RECORD_TABLE: Path = REPO_ROOT / RECORD_DIR / "table.json"
 
 
 def default_sampler_note() -> str:
@@ -280,35 +277,6 @@ def coordinate_noise(
 # ---------------------------------------------------------------------------------------------
 # the model
 # ---------------------------------------------------------------------------------------------
-def load_upscaler(
-    checkpoint: str | os.PathLike | None = None,
-    *,
-    official_unet: str | os.PathLike | None = None,
-    official_vq: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-) -> ResShiftDenoiser:
-    """The denoiser to upscale with, in eval mode on ``device``: a kit checkpoint (default
-    :data:`DEFAULT_CHECKPOINT`) or the official weights (``official_unet`` + ``official_vq``:
-    ``resshift_realsrx4_s15_v1.pth`` and ``autoencoder_vq_f4.pth``)."""
-    device = check_device(device)
-    if official_unet is not None or official_vq is not None:
-        if checkpoint is not None:
-            raise ValueError("give either checkpoint or official_unet + official_vq, not both")
-        if official_unet is None or official_vq is None:
-            raise ValueError("the official model needs both official_unet (resshift_realsrx4_s15_v1.pth) "
-                             "and official_vq (autoencoder_vq_f4.pth)")
-        for name, p in (("official_unet", official_unet), ("official_vq", official_vq)):
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"{name}: weight file not found: {p}")
-        return build_official_denoiser(official_unet, official_vq, device=device).eval()
-    path = Path(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
-    if not path.is_file():
-        hint = (" (the shipped model; train one with `python -m ctlib train` or pass --checkpoint)"
-                if checkpoint is None else "")
-        raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
-    return denoiser_from_checkpoint(path, device=device).eval()
-
-
 def _model_device(denoiser: ResShiftDenoiser) -> torch.device:
     for p in denoiser.parameters():
         return p.device
@@ -341,6 +309,17 @@ def _tile_noise(seed: int, stream: int, origins: list[tuple[int, int]], like: to
     return torch.stack(windows).to(device=like.device, dtype=like.dtype)
 
 
+def _coordinate_source(seed: int, origins: list[tuple[int, int]]) -> NoiseSource:
+    """The pipeline's noise source for a batch of tiles: stream 0 (x_T) and streams 1.. (the steps) of
+    :func:`coordinate_noise` at the tiles' whole-image positions ``origins``."""
+
+    def noise(y: torch.Tensor, n_steps: int) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        steps = [_tile_noise(seed, i + 1, origins, y) for i in range(n_steps)]
+        return _tile_noise(seed, 0, origins, y), steps or None
+
+    return noise
+
+
 def upscale_tensor(
     lr: torch.Tensor,
     denoiser: ResShiftDenoiser,
@@ -366,7 +345,7 @@ def upscale_tensor(
     is called after every batch of tiles; ``progress`` shows a tqdm bar over the tiles.
     """
     if not isinstance(denoiser, ResShiftDenoiser):
-        raise TypeError(f"denoiser must be a ResShiftDenoiser (see load_upscaler), got {type(denoiser).__name__}")
+        raise TypeError(f"denoiser must be a ResShiftDenoiser (see ctlib.pipeline.load_model), got {type(denoiser).__name__}")
     if not isinstance(lr, torch.Tensor) or lr.ndim != 3 or lr.shape[0] != 3 or not lr.is_floating_point():
         raise ValueError(f"lr must be a float tensor of shape (3, h, w), got {getattr(lr, 'shape', type(lr).__name__)}")
     h, w = int(lr.shape[1]), int(lr.shape[2])
@@ -377,7 +356,7 @@ def upscale_tensor(
         raise ValueError("the image contains NaN or infinite values")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    grid = solver_grid(solver, nfe, rho, denoiser.schedule.T)  # validates nfe and rho
+    solver_grid(solver, nfe, rho, denoiser.schedule.T)  # validates nfe and rho
     overlap = check_int(overlap, "overlap", minimum=0)
     if tile is not None:
         tile = check_int(tile, "tile", minimum=1)
@@ -404,8 +383,6 @@ def upscale_tensor(
     for c, wc in col_w.items():
         col_sum[sf * c: sf * c + tw] += wc
 
-    n_noise = len(grid) - 2 if solver in STOCHASTIC_SOLVERS else 0  # the last step adds no noise
-    kappa, eta_T = denoiser.schedule.kappa, float(denoiser.schedule.eta(1.0))
     tiles = layout.tiles
     bar = None
     if progress:
@@ -419,17 +396,14 @@ def upscale_tensor(
             for k in range(0, len(tiles), batch):
                 chunk = tiles[k:k + batch]
                 lr_tiles = torch.stack([lr[:, r:r + layout.tile_h, c:c + layout.tile_w] for r, c in chunk])
-                cond = denoiser.condition((lr_tiles * 2 - 1).to(device))
+                cond = denoiser.condition(to_model_range(lr_tiles).to(device))
                 origins = [(scale * r, scale * c) for r, c in chunk]
-                x_T = prior_sample(cond.y, eta_T, kappa, noise=_tile_noise(seed, 0, origins, cond.y))
-                noise = [_tile_noise(seed, i + 1, origins, cond.y) for i in range(n_noise)] if n_noise else None
-                x0 = sample(cond, cond.y, schedule=denoiser.schedule, solver=solver, nfe=nfe, rho=rho,
-                            x_T=x_T, noise=noise)
-                images = ((cond.decode(x0).clamp(-1.0, 1.0) + 1.0) / 2.0).to("cpu", torch.float32)
+                x0 = sample_conditioned(cond, solver=solver, nfe=nfe, rho=rho, noise=_coordinate_source(seed, origins))
+                images = to_image(cond.decode(x0)).to("cpu", torch.float32)
                 for (r, c), img in zip(chunk, images):
                     weight = (row_w[r][:, None] * col_w[c][None, :]).to(torch.float32)
                     out[:, sf * r: sf * r + th, sf * c: sf * c + tw].add_(img * weight)
-                del cond, x_T, noise, x0, images
+                del cond, x0, images
                 if bar is not None:
                     bar.update(len(chunk))
                 if on_tiles is not None:
@@ -507,11 +481,11 @@ def upscale(
     with the input's channels (a file's gray / alpha as stored in it), torch ``(C, sf H, sf W)``.
     Gray comes back gray; alpha is upscaled bicubically.
 
-    ``denoiser``: a :class:`ResShiftDenoiser` (e.g. from :func:`load_upscaler`), a checkpoint path,
+    ``denoiser``: a :class:`ResShiftDenoiser` (e.g. from :func:`ctlib.pipeline.load_model`), a checkpoint path,
     or None for :data:`DEFAULT_CHECKPOINT`.  The other arguments are those of :func:`upscale_tensor`.
     """
     if denoiser is None or isinstance(denoiser, (str, os.PathLike)):
-        denoiser = load_upscaler(denoiser)
+        denoiser = load_model(denoiser)
     kwargs = dict(solver=solver, nfe=nfe, rho=rho, seed=seed, generator=generator, tile=tile, overlap=overlap,
                   batch=batch, progress=progress)
     if isinstance(image, (str, os.PathLike)):
@@ -842,6 +816,19 @@ def add_upscale_parser(subparsers: Any) -> argparse.ArgumentParser:
     return up
 
 
+def _model_arguments(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(source, autoencoder)`` for :func:`ctlib.pipeline.load_model` from --checkpoint or
+    --official-unet + --official-vq (one or the other; the official model needs both files)."""
+    if args.official_unet is None and args.official_vq is None:
+        return args.checkpoint, None
+    if args.checkpoint is not None:
+        raise ValueError("give either --checkpoint or --official-unet + --official-vq, not both")
+    if args.official_unet is None or args.official_vq is None:
+        raise ValueError("the official model needs both --official-unet (resshift_realsrx4_s15_v1.pth) "
+                         "and --official-vq (autoencoder_vq_f4.pth)")
+    return args.official_unet, args.official_vq
+
+
 def cli_upscale(args: argparse.Namespace) -> int:
     """Run ``python -m ctlib upscale``.  Exit status: 0 every image written; 1 some failed (listed; the
     others are written); 2 a usage or environment error found before any image is read (bad setting,
@@ -857,8 +844,8 @@ def cli_upscale(args: argparse.Namespace) -> int:
         if args.threads is not None:
             check_int(args.threads, "--threads", minimum=1)
         check_device(args.device, "--device")
-        denoiser = load_upscaler(args.checkpoint, official_unet=args.official_unet, official_vq=args.official_vq,
-                                 device=args.device)
+        source, autoencoder = _model_arguments(args)
+        denoiser = load_model(source, autoencoder=autoencoder, device=args.device)
         # validate the sampling settings once, before any image is read
         solver_grid(args.solver, args.nfe, args.rho, denoiser.schedule.T)
         tile = args.tile or None

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from ctlib import cli, conclusions, data, files, grids, pipeline, profiles, solver_accuracy, table
 from ctlib import evaluate as ev
 from ctlib.data import imresize, write_png
 from ctlib.metrics import lpips_available, psnr
@@ -85,7 +86,7 @@ class OracleNetwork(nn.Module):
 
 
 def _counting_denoiser(tiny_checkpoint) -> tuple[ResShiftDenoiser, CountingNetwork]:
-    base = ev.load_denoiser(tiny_checkpoint)
+    base = pipeline.load_model(tiny_checkpoint)
     counter = CountingNetwork(base.network)
     return ResShiftDenoiser(counter, base.schedule, **base.settings()).eval(), counter
 
@@ -99,10 +100,10 @@ SPECS = [
 
 
 def test_levels_grid_and_keys():
-    np.testing.assert_allclose(ev.levels_grid(15, 15), np.append(np.arange(15, 0, -1) / 15, 0.0))
-    np.testing.assert_allclose(ev.levels_grid(3, 15), [1.0, 8 / 15, 1 / 15, 0.0])
+    np.testing.assert_allclose(grids.levels_grid(15, 15), np.append(np.arange(15, 0, -1) / 15, 0.0))
+    np.testing.assert_allclose(grids.levels_grid(3, 15), [1.0, 8 / 15, 1 / 15, 0.0])
     with pytest.raises(ValueError, match="nfe must be <= T"):
-        ev.levels_grid(16, 15)
+        grids.levels_grid(16, 15)
     rows = ev.table_rows() + ev.sweep_rows(ev.RowSpec("euler", "continuous", 15, -8.0), (3, 5, 8, 10))
     keys = [r.key for r in rows]
     assert len(keys) == len(set(keys))
@@ -110,14 +111,14 @@ def test_levels_grid_and_keys():
     assert "baseline-exp1_levels-nfe15" in keys and "baseline-resshift-nfe15" in keys
     # the report's 11 rows are all there
     table = {(r.solver, r.rho if r.uses_rho else None) for r in ev.table_rows()}
-    assert {(r["solver"], r["rho"]) for r in ev.REPORT_TABLE1} <= table
+    assert {(r["solver"], r["rho"]) for r in conclusions.REPORT_TABLE1} <= table
 
 
 def test_cache_is_reused_results_identical(tmp_path, hr_folder, tiny_checkpoint):
-    eval_set = ev.folder_eval_set(hr_folder)
+    eval_set = data.folder_eval_set(hr_folder)
     den, counter = _counting_denoiser(tiny_checkpoint)
     models = {"baseline": den, "continuous": den}
-    windows = ev.choose_crop_windows(eval_set, (0, 2))
+    windows = data.choose_crop_windows(eval_set, (0, 2))
     kw = dict(batch_size=2, crop_windows=windows, progress=False)
     first = ev.run_rows(SPECS, models, eval_set, tmp_path / "res", **kw)
     # 2 batches (2 + 1 images) x (1 + 3 + 15) evaluations
@@ -153,7 +154,7 @@ class ScaledInputNetwork(nn.Module):
 def test_rows_against_direct_computation(tmp_path, hr_folder):
     """bicubic and x0_hat rows recomputed by hand: MATLAB bicubic of the LR, and
     x_T = y + kappa sqrt(eta(1)) eps with eps from torch.Generator().manual_seed(i)."""
-    eval_set = ev.folder_eval_set(hr_folder)
+    eval_set = data.folder_eval_set(hr_folder)
     sched = ResShiftSchedule()
     den = ResShiftDenoiser(ScaledInputNetwork(), sched, lq="upsampled")
     specs = SPECS[:2]
@@ -177,7 +178,7 @@ def test_rows_against_direct_computation(tmp_path, hr_folder):
 def test_oracle_denoiser_is_exact(tmp_path, hr_folder):
     """With x0_hat = x0 exactly, resshift, exp1(_levels) and exp2m land on the HR image (PSNR inf,
     SSIM 1, piq's PSNR 80 dB), while Euler's last step from 1/T leaves noise behind."""
-    eval_set = ev.folder_eval_set(hr_folder)
+    eval_set = data.folder_eval_set(hr_folder)
     hr = torch.stack(eval_set.hr)
     oracle = ResShiftDenoiser(OracleNetwork(hr), ResShiftSchedule(), lq="upsampled")
     specs = [ev.RowSpec("resshift", "m", 15), ev.RowSpec("exp1", "m", 4, 4.0), ev.RowSpec("exp2m", "m", 5, -8.0),
@@ -198,7 +199,7 @@ def test_failing_rows_are_reported_and_the_rest_runs(tmp_path, hr_folder, tiny_c
     vq = torch.load(FIXTURES / "vqgan_small.pt", weights_only=True)
     vq_model = VQModel(**{k: v for k, v in vq["config"].items() if k != "calls"})
     vq_path = save_checkpoint(tmp_path / "vq.pt", vq_model, schedule=ResShiftSchedule())
-    eval_set = ev.folder_eval_set(hr_folder, limit=2)
+    eval_set = data.folder_eval_set(hr_folder, limit=2)
     specs = [
         ev.RowSpec("bicubic", None, 0),
         ev.RowSpec("euler", "continuous", 3),
@@ -217,7 +218,7 @@ def test_failing_rows_are_reported_and_the_rest_runs(tmp_path, hr_folder, tiny_c
     assert "no model named 'missing'" in status["missing-euler-rho1-nfe3"][1]
     # failed rows are not cached, and the table shows them with their reason
     assert not (tmp_path / "res" / "rows" / "continuous-no_such_solver-nfe3.json").exists()
-    md = ev.format_table([ev._row_record(r) for r in rows])
+    md = table.format_table([table.row_record(r) for r in rows])
     assert "failed: ValueError: unknown solver" in md
 
 
@@ -225,22 +226,22 @@ def test_folder_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="no images found"):
-        ev.folder_eval_set(empty)
+        data.folder_eval_set(empty)
     small = tmp_path / "small"
     small.mkdir()
     write_png(small / "tiny.png", _photo(0, 8, 12))
     with pytest.warns(UserWarning, match="smaller than 16 px"), pytest.raises(ValueError, match="no usable images"):
-        ev.folder_eval_set(small)
+        data.folder_eval_set(small)
     write_png(small / "odd.png", _photo(1, 34, 31))
     with pytest.warns(UserWarning, match=r"tiny.png \(12x8\)"):
-        s = ev.folder_eval_set(small)
+        s = data.folder_eval_set(small)
     assert s.names == ["odd.png"] and tuple(s.hr[0].shape) == (3, 32, 28) and tuple(s.lr[0].shape) == (3, 8, 7)
     assert any("31x34 -> 28x32" in n for n in s.notes)
 
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    ev.add_evaluate_parser(parser.add_subparsers())
+    cli.add_evaluate_parser(parser.add_subparsers())
     args = parser.parse_args(["evaluate", *argv])
     return args.func(args)
 
@@ -293,37 +294,37 @@ def test_reproduce_table_files(tmp_path, tiny_checkpoint):
         write_png(folder / f"p{i}.png", _photo(10 + i, 32, 32))
     ckpts = {"baseline": str(tiny_checkpoint), "continuous": str(tiny_checkpoint)}
     out = tmp_path / "table"
-    result = ev.reproduce_table("smoke", out, checkpoints=ckpts, hr_dir=folder, progress=False)
-    table = ev.load_table(out)
-    keys = [r["key"] for r in table["rows"]]
+    result = table.reproduce_table("smoke", out, checkpoints=ckpts, hr_dir=folder, progress=False)
+    doc = table.load_table(out)
+    keys = [r["key"] for r in doc["rows"]]
     assert keys[:5] == ["bicubic", "continuous-x0_hat-nfe1", "baseline-resshift-nfe15",
                         "continuous-euler-rho1-nfe15", "continuous-exp2m-rho1-nfe15"]
-    assert table["best"]["key"] in keys and result.best_key == table["best"]["key"]
+    assert doc["best"]["key"] in keys and result.best_key == doc["best"]["key"]
     assert "baseline-exp1_levels-nfe3" in keys and "baseline-exp1_levels-nfe15" in keys
-    assert table["checkpoints"]["baseline"]["sha256"] == ev.file_sha256(tiny_checkpoint)
+    assert doc["checkpoints"]["baseline"]["sha256"] == files.file_sha256(tiny_checkpoint)
     with open(out / "table.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["key"] for r in rows] == keys
-    for r, rec in zip(rows, table["rows"]):
+    for r, rec in zip(rows, doc["rows"]):
         assert float(r["psnr_y"]) == pytest.approx(rec["mean"]["psnr_y"])
     md = (out / "table.md").read_text()
     assert md.count("\n| ") == len(keys) + 2  # two header rows, one line per row
     buf = io.StringIO()
-    assert ev.print_table_from(tmp_path, file=buf) == md
+    assert table.print_table_from(tmp_path, file=buf) == md
     # per-image CSV mean = table mean
     with open(out / "rows" / "baseline-resshift-nfe15.csv", newline="") as fh:
         per = [float(r["ssim_y"]) for r in csv.DictReader(fh)]
-    assert np.mean(per) == pytest.approx(table["rows"][2]["mean"]["ssim_y"])
+    assert np.mean(per) == pytest.approx(doc["rows"][2]["mean"]["ssim_y"])
 
     # the results of record: matched by the checkpoints' sha256 and reused without computing
-    record = ev.save_record(out, tmp_path / "record")
-    assert ev.record_matches(record, ckpts)[0]
-    again = ev.reproduce_table("smoke", tmp_path / "fresh", checkpoints=ckpts, hr_dir=folder, record_dir=record,
+    record = table.save_record(out, tmp_path / "record")
+    assert table.record_matches(record, ckpts)[0]
+    again = table.reproduce_table("smoke", tmp_path / "fresh", checkpoints=ckpts, hr_dir=folder, record_dir=record,
                                progress=False)
     assert again.computed == 0
-    fresh = ev.load_table(tmp_path / "fresh")["rows"]
+    fresh = table.load_table(tmp_path / "fresh")["rows"]
     assert all(r["cached"] for r in fresh)
-    assert [r["mean"] for r in fresh] == [r["mean"] for r in table["rows"]]
+    assert [r["mean"] for r in fresh] == [r["mean"] for r in doc["rows"]]
     # a stale cached row (made with another checkpoint) is replaced by the record's row, not recomputed;
     # an up-to-date cached row is kept as it is
     stale = tmp_path / "stale" / "rows"
@@ -337,15 +338,15 @@ def test_reproduce_table_files(tmp_path, tiny_checkpoint):
     for suffix in (".json", ".csv"):
         (stale / f"{kept}{suffix}").write_bytes((record / "rows" / f"{kept}{suffix}").read_bytes())
     marker = (stale / f"{kept}.json").stat().st_mtime_ns
-    again = ev.reproduce_table("smoke", tmp_path / "stale", checkpoints=ckpts, hr_dir=folder, record_dir=record,
+    again = table.reproduce_table("smoke", tmp_path / "stale", checkpoints=ckpts, hr_dir=folder, record_dir=record,
                                progress=False)
     assert again.computed == 0
     assert (stale / f"{key}.csv").read_bytes() == (record / "rows" / f"{key}.csv").read_bytes()
     assert (stale / f"{kept}.json").stat().st_mtime_ns == marker
-    assert [r["mean"] for r in ev.load_table(tmp_path / "stale")["rows"]] == [r["mean"] for r in table["rows"]]
+    assert [r["mean"] for r in table.load_table(tmp_path / "stale")["rows"]] == [r["mean"] for r in doc["rows"]]
     other = tmp_path / "other.pt"
     other.write_bytes(tiny_checkpoint.read_bytes() + b"x")
-    ok, why = ev.record_matches(record, {**ckpts, "continuous": str(other)})
+    ok, why = table.record_matches(record, {**ckpts, "continuous": str(other)})
     assert not ok and "differs" in why
 
 
@@ -353,8 +354,8 @@ def test_crop_windows_find_the_texture():
     hr = torch.full((3, 64, 64), 0.5)
     g = torch.Generator().manual_seed(0)
     hr[:, 36:60, 8:32] = torch.rand((3, 24, 24), generator=g)
-    eval_set = ev.EvalSet([hr], [hr[:, ::4, ::4]], ["x"], "synthetic")
-    [(i, top, left, s)] = ev.choose_crop_windows(eval_set, [0], size=24)
+    eval_set = data.PairedTestSet([hr], [hr[:, ::4, ::4]], ["x"], "synthetic")
+    [(i, top, left, s)] = data.choose_crop_windows(eval_set, [0], size=24)
     assert (i, s) == (0, 24) and (top, left) == (36, 8)
 
 
@@ -364,35 +365,35 @@ def test_compare_with_report_directions():
                 "mean": {"psnr_rgb_piq": psnr_rgb, "ssim_loss_piq": ssim_loss, "lpips_vgg_piq": lpips}}
 
     same = {"rows": [row(r["solver"], r["rho"], r["psnr_rgb_piq"], r["ssim_loss_piq"], r["lpips_vgg_piq"])
-                     for r in ev.REPORT_TABLE1]}
-    comp = ev.compare_with_report(same)
+                     for r in conclusions.REPORT_TABLE1]}
+    comp = conclusions.compare_with_report(same)
     assert comp[0]["label"] == "Baseline" and comp[0]["report_ssim"] == pytest.approx(0.572)
     assert all(c["agree_psnr_rgb"] and c["agree_ssim"] and c["agree_lpips_vgg"] for c in comp[1:])
     assert comp[1]["ours_ssim"] == pytest.approx(1 - 0.457)
     flipped = {"rows": [row(r["solver"], r["rho"], 40 - r["psnr_rgb_piq"], 1 - r["ssim_loss_piq"], None)
-                        for r in ev.REPORT_TABLE1]}
-    comp = ev.compare_with_report(flipped)
+                        for r in conclusions.REPORT_TABLE1]}
+    comp = conclusions.compare_with_report(flipped)
     assert not any(c["agree_psnr_rgb"] for c in comp[1:]) and not any(c["agree_ssim"] for c in comp[1:])
     assert all(c["agree_lpips_vgg"] is None for c in comp)
     # within a solver: the report's own changes from rho = 1 agree with themselves, the flipped ones never
-    effects = ev.rho_effects(same)
+    effects = conclusions.rho_effects(same)
     assert len(effects) == 8 and all(e["agree_psnr_rgb"] and e["agree_ssim"] for e in effects)
     heun_m8 = next(e for e in effects if (e["solver"], e["rho"]) == ("heun", -8.0))
     assert heun_m8["report_psnr_rgb"] == pytest.approx(20.13 - 19.93)
     assert heun_m8["report_ssim"] == pytest.approx(0.473 - 0.459)  # SSIM = 1 - loss: the loss fell
-    assert not any(e["agree_psnr_rgb"] or e["agree_ssim"] for e in ev.rho_effects(flipped))
+    assert not any(e["agree_psnr_rgb"] or e["agree_ssim"] for e in conclusions.rho_effects(flipped))
 
 
 def test_record_of_the_cpu_profile_matches_the_shipped_checkpoints():
     """The committed cpu table (notebook 06 loads it in CI) must belong to the shipped models."""
-    record = ROOT / ev.RECORD_DIR
+    record = ROOT / profiles.RECORD_DIR
     if not (record / "table.json").is_file():
         pytest.skip("no results of record committed yet")
-    ok, why = ev.record_matches(record, ev.DEFAULT_CHECKPOINTS)
+    ok, why = table.record_matches(record, profiles.DEFAULT_CHECKPOINTS)
     assert ok, why
-    table = ev.load_table(record)
-    assert table["profile"] == "cpu" and len(table["eval_set"]["names"]) == 26
-    for r in table["rows"]:
+    doc = table.load_table(record)
+    assert doc["profile"] == "cpu" and len(doc["eval_set"]["names"]) == 26
+    for r in doc["rows"]:
         if r["status"] == "ok":
             assert (record / "rows" / f"{r['key']}.csv").is_file()
 
@@ -400,15 +401,15 @@ def test_record_of_the_cpu_profile_matches_the_shipped_checkpoints():
 def test_seeded_prior_is_the_tables_start(tiny_checkpoint):
     """The scripts' seeded_prior gives the x_T of the table's rows: the x0_hat row recomputed from it
     is identical, and each image's start depends on its index and the seed only."""
-    den = ev.load_denoiser(tiny_checkpoint).eval()
+    den = pipeline.load_model(tiny_checkpoint).eval()
     lr = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        table = ev._run_solver(ev.RowSpec("x0_hat", "continuous", 1), den, lr, [5, 7, 9], 2, "cpu")
+        row = pipeline.super_resolve(den, lr, solver="x0_hat", nfe=1, noise=pipeline.image_noise([5, 7, 9], seed=2))
         cond = den.condition(lr * 2 - 1)
-        x_T = ev.seeded_prior(cond, [5, 7, 9], seed=2)
+        x_T = pipeline.seeded_prior(cond, [5, 7, 9], seed=2)
         mine = (cond.decode(cond(x_T, torch.ones(3, dtype=torch.float64), cond.y)).clamp(-1, 1) + 1) / 2
-        assert torch.equal(table, mine)
-        again = ev.seeded_prior(den.condition(lr[1:2] * 2 - 1), [7], seed=2)
+        assert torch.equal(row, mine)
+        again = pipeline.seeded_prior(den.condition(lr[1:2] * 2 - 1), [7], seed=2)
     assert torch.equal(again, x_T[1:2])
     sd = (x_T - cond.y).std().item()
     assert abs(sd - den.schedule.kappa * den.schedule.eta_T ** 0.5) < 0.1 * sd
@@ -420,15 +421,15 @@ def test_sample_spread_identity_and_checks():
     truth = torch.rand(3, 5, 7, generator=g)
     samples = truth + 0.2 * torch.randn(4, 3, 5, 7, generator=g) + 0.05
     x0_hat = truth + 0.1 * torch.randn(3, 5, 7, generator=g)
-    st = ev.sample_spread(samples, x0_hat, truth)
+    st = solver_accuracy.sample_spread(samples, x0_hat, truth)
     np.testing.assert_allclose(st["mse_sample"], st["mse_mean"] + 3 / 4 * st["spread"], rtol=1e-12)
     mine = ((samples.double() - truth.double()) ** 2).mean(dim=(0, 2, 3)).numpy()
     np.testing.assert_allclose(st["mse_sample"], mine, rtol=1e-12)
     np.testing.assert_allclose(st["spread"], samples.double().var(0).mean(dim=(1, 2)).numpy(), rtol=1e-12)
     with pytest.raises(ValueError, match="K >= 2"):
-        ev.sample_spread(samples[:1], x0_hat, truth)
+        solver_accuracy.sample_spread(samples[:1], x0_hat, truth)
     with pytest.raises(ValueError, match="shapes differ"):
-        ev.sample_spread(samples, x0_hat[:2], truth)
+        solver_accuracy.sample_spread(samples, x0_hat[:2], truth)
 
 
 def test_sample_spread_faithful_sampler_has_dispersion_one():
@@ -447,9 +448,9 @@ def test_sample_spread_faithful_sampler_has_dispersion_one():
     x0_hat = toy.denoiser(toy.prior_sample(B, g), torch.ones(B, dtype=torch.float64), toy.y_batch(B))
     samples = torch.stack([sample(toy.denoiser, toy.y_batch(B), schedule=toy.schedule, solver="exp2m", nfe=40,
                                   rho=1.0, x_T=toy.prior_sample(B, g)) for _ in range(K)])
-    st = ev.sample_spread(samples, x0_hat, truth)
+    st = solver_accuracy.sample_spread(samples, x0_hat, truth)
     assert abs(st["dispersion"].mean() - 1.0) < 0.08
     assert abs(st["mse_sample"].mean() / st["mse_x0_hat"].mean() - 2.0) < 0.16
     assert abs(st["spread"].mean() / sigma**2 - 1.0) < 0.08
     wide = toy.means[0] + 1.5 * (samples - toy.means[0])
-    assert abs(ev.sample_spread(wide, x0_hat, truth)["dispersion"].mean() - 2.25) < 0.2
+    assert abs(solver_accuracy.sample_spread(wide, x0_hat, truth)["dispersion"].mean() - 2.25) < 0.2

@@ -83,7 +83,7 @@ def test_reproduce_refuses_an_unwritable_output_folder(tmp_path, capsys, monkeyp
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("ctlib._checks.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("ctlib.files.tempfile.mkstemp", read_only)
     assert main(["reproduce", "--notebooks", str(nbdir), "--out", str(tmp_path / "r"), "--no-progress"]) == EXIT_USAGE
     assert "is not writable" in capsys.readouterr().err and not (tmp_path / "r").exists()
 

@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 
+from ctlib import data
 from ctlib import evaluate as ev
 
 from .test_evaluate import _cli, hr_folder, tiny_checkpoint  # noqa: F401 - fixtures
@@ -25,7 +26,7 @@ def no_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(ev, "folder_eval_set", forbidden)
+    monkeypatch.setattr("ctlib.data.evalsets.folder_eval_set", forbidden)
     monkeypatch.setattr(ev, "evaluate_row", forbidden)
 
 
@@ -63,7 +64,7 @@ def test_unusable_out_is_refused_before_any_work(tmp_path, hr_folder, tiny_check
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("ctlib._checks.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("ctlib.files.tempfile.mkstemp", read_only)
     assert _cli(_args(hr_folder, tiny_checkpoint, tmp_path / "ro" / "row.json")) == 2
     assert "is not writable" in capsys.readouterr().err
 
@@ -77,10 +78,10 @@ def test_limit_below_one_is_a_usage_error(tmp_path, hr_folder, tiny_checkpoint, 
 
 def test_folder_eval_set_checks_limit_and_crop(hr_folder):  # noqa: F811
     with pytest.raises(ValueError, match="limit must be an integer >= 1"):
-        ev.folder_eval_set(hr_folder, limit=0)
+        data.folder_eval_set(hr_folder, limit=0)
     with pytest.raises(ValueError, match="crop must be an integer >= 16"):
-        ev.folder_eval_set(hr_folder, crop=12)
-    assert [tuple(t.shape) for t in ev.folder_eval_set(hr_folder, crop=16).hr] == [(3, 16, 16)] * 3
+        data.folder_eval_set(hr_folder, crop=12)
+    assert [tuple(t.shape) for t in data.folder_eval_set(hr_folder, crop=16).hr] == [(3, 16, 16)] * 3
 
 
 @pytest.mark.parametrize(("value", "message"), [("0", ">= 16"), ("-5", ">= 16"), ("7", ">= 16"), ("12", ">= 16"),

@@ -91,7 +91,7 @@ def test_usage_and_environment_errors_come_before_any_work(tmp_path, checkpoint,
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("ctlib._checks.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("ctlib.files.tempfile.mkstemp", read_only)
     assert _run([str(tmp_path / "a.png"), "--out", str(tmp_path / "ro"), *_fast(checkpoint)]) == 2
     err = capsys.readouterr().err
     assert "is not writable" in err and "Read-only file system" in err

@@ -24,6 +24,7 @@ from .datasets import (
     item_generator,
     load_paired_folder,
     quantize_8bit,
+    quantize_u8,
     resize_short_side_center_crop,
     select_resshift,
 )
@@ -42,6 +43,7 @@ from .degradation import (
     jpeg_compress_pillow,
     sample_degradation,
 )
+from .evalsets import MIN_HR_SIDE, bundled_eval_set, choose_crop_windows, folder_eval_set
 from .imresize import imresize, imresize_np
 from .io import (
     IMAGE_EXTENSIONS,
@@ -62,7 +64,7 @@ __all__ = [
     "BundledTrainDataset", "bundled_paths", "data_dir", "load_bundled_test_set", "load_bundled_train_images",
     "read_manifest", "verify_bundled",
     "MIN_SIDE", "BuiltTestSet", "ImageFolderDataset", "PairedTestSet", "bicubic_lr", "build_test_set",
-    "crop_official", "item_generator", "load_paired_folder", "quantize_8bit", "resize_short_side_center_crop",
+    "crop_official", "item_generator", "load_paired_folder", "quantize_8bit", "quantize_u8", "resize_short_side_center_crop",
     "select_resshift",
     "KERNEL_TYPES", "PRESETS", "REALESRGAN_TRAIN", "RESIZE_MODES", "RESSHIFT_TEST", "DegradationConfig",
     "DegradationParams", "apply_degradation", "degrade", "get_preset", "jpeg_compress", "jpeg_compress_pillow",
@@ -71,4 +73,5 @@ __all__ = [
     "IMAGE_EXTENSIONS", "ImageReadError", "LoadedImages", "list_images", "load_images", "read_image",
     "read_image_tensor", "to_numpy", "to_tensor", "to_uint8", "write_png",
     "describe_degradation", "plot_degradation_grid",
+    "MIN_HR_SIDE", "bundled_eval_set", "folder_eval_set", "choose_crop_windows",
 ]

@@ -16,6 +16,7 @@ when it is fetched.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import random
@@ -41,6 +42,7 @@ __all__ = [
     "resize_short_side_center_crop",
     "bicubic_lr",
     "quantize_8bit",
+    "quantize_u8",
     "ImageFolderDataset",
     "check_training_images",
     "PairedTestSet",
@@ -82,6 +84,11 @@ def pad_reflect_to(img: torch.Tensor, size: int) -> torch.Tensor:
 def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
     """Clamp to [0, 1] and round to the 256 levels of an 8-bit image (what PNG stores)."""
     return torch.clamp(torch.round(x * 255.0), 0, 255) / 255.0
+
+
+def quantize_u8(x: torch.Tensor) -> torch.Tensor:
+    """The uint8 CPU tensor of an image in [0, 1] (clamped, rounded): the pixels a PNG would store."""
+    return torch.round(x.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu()
 
 
 def resize_short_side_center_crop(img: torch.Tensor, size: int = 256) -> torch.Tensor:
@@ -275,21 +282,53 @@ def crop_official(
 
 @dataclass
 class PairedTestSet:
-    """HR / LR pairs as tensors: ``hr`` (N, 3, H, W), ``lr`` (N, 3, H/4, W/4), float32 in [0, 1]."""
+    """HR / LR pairs, the one test-set type of the kit: ``hr[i]`` (3, H, W) and ``lr[i]`` (3, H/4, W/4),
+    float32 in [0, 1].  ``hr`` / ``lr`` are stacked tensors (N, 3, H, W) when all images have one size
+    (the bundled photos) or lists (a folder of images of different sizes); indexing and iterating
+    work the same on both.  ``description`` / ``notes``: what the images are and what was done to
+    them (crops, rejections), for a table's header."""
 
-    hr: torch.Tensor
-    lr: torch.Tensor
+    hr: torch.Tensor | list[torch.Tensor]
+    lr: torch.Tensor | list[torch.Tensor]
     names: list[str]
+    description: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def _map(self, f) -> tuple:
+        if isinstance(self.hr, torch.Tensor):
+            return f(self.hr), f(self.lr)
+        return [f(t) for t in self.hr], [f(t) for t in self.lr]
+
     def to(self, device: torch.device | str) -> PairedTestSet:
-        return PairedTestSet(self.hr.to(device), self.lr.to(device), list(self.names))
+        hr, lr = self._map(lambda t: t.to(device))
+        return PairedTestSet(hr, lr, list(self.names), self.description, list(self.notes))
 
     def subset(self, n: int) -> PairedTestSet:
         """The first ``n`` pairs."""
-        return PairedTestSet(self.hr[:n], self.lr[:n], self.names[:n])
+        return PairedTestSet(self.hr[:n], self.lr[:n], self.names[:n], self.description, list(self.notes))
+
+    def fingerprint(self) -> str:
+        """sha256 over names and 8-bit pixels of HR and LR: a cache is only reused on the same images."""
+        h = hashlib.sha256()
+        for name, hr, lr in zip(self.names, self.hr, self.lr):
+            h.update(name.encode())
+            for t in (hr, lr):
+                h.update(str(tuple(t.shape)).encode())
+                h.update(quantize_u8(t).numpy().tobytes())
+        return h.hexdigest()
+
+    def batches(self, batch_size: int) -> list[list[int]]:
+        """Indices grouped by image size (in index order), in chunks of at most ``batch_size``."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(self.hr):
+            groups.setdefault(tuple(t.shape), []).append(i)
+        out = []
+        for idx in groups.values():
+            out += [idx[k : k + batch_size] for k in range(0, len(idx), batch_size)]
+        return out
 
 
 def load_paired_folder(folder: str | os.PathLike, *, limit: int | None = None) -> PairedTestSet:

@@ -521,7 +521,7 @@ def write_png(
     """
     from PIL import PngImagePlugin
 
-    from .._checks import atomic_write
+    from ..files import atomic_write
 
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits!r}")

@@ -28,6 +28,8 @@ machine lacks is reported as such, never as a corrupt file.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 from collections.abc import Mapping
@@ -38,13 +40,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import atomic_write, check_device
+from .._checks import check_device
+from ..files import atomic_write, file_sha256, repo_path
 from ..schedule import Schedule, schedule_from_dict
 from .unet import UNetModelSwin
 from .vq import VQModel
 
 __all__ = [
     "CheckpointMismatchError",
+    "model_fingerprint",
     "DERIVED_BUFFERS",
     "extract_state_dict",
     "strip_prefixes",
@@ -303,3 +307,19 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         meta=dict(obj.get("meta") or {}),
         path=str(path),
     )
+
+
+def model_fingerprint(source: Any) -> str:
+    """sha256 of a checkpoint file, or of a denoiser's weights, schedule and wrapper settings."""
+    if isinstance(source, (str, Path)):
+        return file_sha256(repo_path(source))
+    h = hashlib.sha256()
+    for k, v in source.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    schedule = getattr(source, "schedule", None)
+    if schedule is not None and hasattr(schedule, "to_dict"):
+        h.update(json.dumps(schedule.to_dict(), sort_keys=True, default=str).encode())
+    if hasattr(source, "settings"):
+        h.update(json.dumps(source.settings(), sort_keys=True, default=str).encode())
+    return "model:" + h.hexdigest()

@@ -33,16 +33,16 @@ from IPython.display import Markdown, display
 
 from ctlib.data import bicubic_lr, load_bundled_test_set
 from ctlib.diffusion import q_sample, score_from_x0
-from ctlib.evaluate import sample_spread
 from ctlib.metrics import psnr
-from ctlib.nn import ResShiftDenoiser, denoiser_from_checkpoint
+from ctlib.nn import ResShiftDenoiser
 from ctlib.nn.denoiser import time_to_index
-from ctlib.profiles import check_profile
+from ctlib.pipeline import batch_noise, load_model, super_resolve, upsample
+from ctlib.profiles import FINETUNE_DEMO, TRAIN_PROFILES, check_profile
 from ctlib.samplers import sample
 from ctlib.schedule import ResShiftSchedule
+from ctlib.solver_accuracy import sample_spread
 from ctlib.toy import GaussianMixtureToy
 from ctlib.train import (
-    TRAIN_PROFILES,
     build_network,
     make_schedule,
     read_log,
@@ -68,8 +68,7 @@ check_profile(profile)
 torch.set_num_threads(2)
 # the fine-tune of section 2: the cpu profile's continuous recipe (whole 256 x 256 photos, batch 2, fitted schedule),
 # cut short; smoke only checks the wiring on small crops
-demo = {"iterations": 2, "crop_size": 64, "photos": 1, "side": 64} if profile == "smoke" else \
-    {"iterations": 10, "crop_size": 256, "photos": 2, "side": 256}
+demo = FINETUNE_DEMO[profile]
 out_dir = Path(results_dir) / "05_finetune_demo"  # this notebook's scratch run, replaced on every execution
 ckpt_dir = Path(baseline_checkpoint).parent
 T = 15
@@ -250,26 +249,21 @@ test = load_bundled_test_set(limit=demo["photos"])
 c0 = (test.hr.shape[-1] - demo["side"]) // 2
 hr = test.hr[..., c0: c0 + demo["side"], c0: c0 + demo["side"]]
 lr = bicubic_lr(hr)  # MATLAB bicubic x1/4, 8-bit: the report's test LR
-baseline = denoiser_from_checkpoint(baseline_checkpoint).eval()
+baseline = load_model(baseline_checkpoint)
 models = {
     "baseline, official schedule": baseline,
     "baseline, fitted schedule": ResShiftDenoiser(baseline.network, make_schedule("fit"), **baseline.settings()).eval(),
-    "fine-tune, fitted schedule": denoiser_from_checkpoint(out_dir / "model.pt").eval(),
+    "fine-tune, fitted schedule": load_model(out_dir / "model.pt"),
 }
 
 
 def euler_and_x0_hat(den):
     """Euler (nfe 15, rho 1) and the one-step x0_hat(x_T, 1) from the same seeded x_T; images in [0, 1]."""
-    cond = den.condition(lr * 2 - 1)
-    eps = torch.randn(cond.y.shape, generator=torch.Generator().manual_seed(seed), dtype=cond.y.dtype)
-    x_T = cond.y + den.schedule.kappa * float(den.schedule.eta_T) ** 0.5 * eps
-    with torch.no_grad():
-        x = sample(cond, cond.y, schedule=den.schedule, solver="euler", nfe=15, rho=1.0, x_T=x_T)
-        x0_hat = cond(x_T, torch.ones(len(hr), dtype=torch.float64), cond.y)
-    return [(cond.decode(v).clamp(-1, 1) + 1) / 2 for v in (x, x0_hat)]
+    return [super_resolve(den, lr, solver=solver, nfe=nfe, noise=batch_noise(torch.Generator().manual_seed(seed)))
+            for solver, nfe in (("euler", 15), ("x0_hat", 1))]
 
 
-bicubic_up = (baseline.condition(lr * 2 - 1).y.clamp(-1, 1) + 1) / 2
+bicubic_up = upsample(baseline, lr)
 scores = {"bicubic": (float(np.mean(psnr(bicubic_up, hr, y_channel=True))), None)}
 images = {}
 for name, den in models.items():
@@ -406,7 +400,7 @@ assert abs(gain(q_cont, "x0_hat_t1") - gain(q_base, "x0_hat_t1")) < 0.5, "the on
 # $$E\lVert x_s - x_0\rVert^2 = E\lVert m(y) - x_0\rVert^2 + E\,\mathrm{tr}\,\mathrm{Cov}(x_s\mid y) = 2\,E\lVert m(y) - x_0\rVert^2,$$
 # because a faithful sample scatters exactly as much as the truth does around $m(y)$. The one-step prediction
 # $\hat x_0(x_T, 1)$ estimates $m(y)$ ($x_T$ says nothing more about $x_0$ than $y$), so a *correct* sampler has twice
-# its MSE, $10\log_{10}2$ dB less PSNR. `ctlib.evaluate.sample_spread` splits K samples per image into the error of
+# its MSE, $10\log_{10}2$ dB less PSNR. `ctlib.solver_accuracy.sample_spread` splits K samples per image into the error of
 # their mean and their spread, and reports the **dispersion**, spread / MSE($\hat x_0$): 1 for a faithful sampler.
 # Check on the exact Gaussian problem of notebook 04 (an exact denoiser, so the only errors are the solver's):
 

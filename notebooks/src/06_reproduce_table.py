@@ -40,7 +40,8 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from ctlib import conclusions as cc
-from ctlib import evaluate as ev
+from ctlib import plots, profiles
+from ctlib.table import format_table, load_table, record_matches, reproduce_table
 
 t_start = time.perf_counter()
 
@@ -54,18 +55,16 @@ def tidy(text: str) -> str:
 profile = "cpu"  # "smoke", "cpu" (the stored run), "gpu", "paper"
 results_dir = "../results/nb06"  # tables, per-row CSVs and figures are written to results_dir/table
 recompute = False  # True: evaluate every row again (the main job does); False: reuse caches / the record
-checkpoints = {  # the discrete model (Baseline row) and its continuous-time fine-tune
-    "baseline": "../data/checkpoints/baseline_discrete.pt",
-    "continuous": "../data/checkpoints/continuous_finetune.pt",
-}
-record_dir = "../data/results/cpu"  # results of record of the cpu profile
+checkpoints = None  # {"baseline": ..., "continuous": ...}; None: the shipped ones (ctlib.profiles.DEFAULT_CHECKPOINTS)
 hr_dir = None  # profile "paper": a folder of HR images (e.g. 1000 ImageNet 256 x 256 crops)
 autoencoder = None  # profile "paper": autoencoder_vq_f4.pth (latent models)
 device = "cpu"
 
 # %%
 out_dir = Path(results_dir) / "table"
-settings = ev.EVAL_PROFILES[profile]
+settings = profiles.EVAL_PROFILES[profile]
+checkpoints = checkpoints or profiles.DEFAULT_CHECKPOINTS  # the discrete model (Baseline row) and its fine-tune
+record_dir = profiles.RECORD_DIR  # the results of record of the cpu profile
 print(f"profile {profile}: {settings['n_images'] or 'all'} images, "
       f"{'centre ' + str(settings['crop']) + ' px crops' if settings['crop'] else 'full size'}, "
       f"few-step sweep at nfe {settings['sweep_nfes']}")
@@ -85,15 +84,15 @@ print(f"profile {profile}: {settings['n_images'] or 'all'} images, "
 # %% tags=["nbval-ignore-output"]
 use_record = profile == "cpu" and not recompute
 if use_record:
-    ok, why = ev.record_matches(record_dir, checkpoints)
+    ok, why = record_matches(record_dir, checkpoints)
     print(tidy(("using the results of record: " if ok else "NOT using the results of record (recomputing): ") + why))
-result = ev.reproduce_table(
+result = reproduce_table(
     profile, out_dir, checkpoints=checkpoints, hr_dir=hr_dir, recompute=recompute,
     record_dir=record_dir if use_record else None, autoencoder=autoencoder, device=device,
 )
 print(f"{len(result.rows)} rows, {result.computed} computed now, {len(result.rows) - result.computed} read from "
       f"the row cache; {result.seconds:.1f} s")
-table = ev.load_table(out_dir)
+table = load_table(out_dir)
 
 # %%
 print(table["eval_set"]["description"])
@@ -120,7 +119,7 @@ assert not failed, "every row of the table must be computed"
 
 # %%
 main_rows = [r for r in table["rows"] if r["group"] != "sweep"]
-display(Markdown(ev.format_table(main_rows)))
+display(Markdown(format_table(main_rows)))
 
 rows = {r["key"]: r for r in table["rows"] if r["status"] == "ok"}
 x0_cont, bicubic, base = rows["continuous-x0_hat-nfe1"], rows["bicubic"], rows[cc.BASELINE_KEY]
@@ -172,7 +171,7 @@ assert profile != "cpu" or abs(by["exp2m", 15, "hold"]["psnr_y"] - rows["continu
     < 0.01, "the benchmark's held row is the table's exp2m row"
 
 # %%
-fig = ev.plot_table(table)
+fig = plots.plot_table(table)
 fig.savefig(out_dir / "fig_table.png", dpi=120)
 plt.show()
 
@@ -188,7 +187,7 @@ plt.show()
 # $\rho$ moves a metric against the baseline: the ✓ / ✗ marks.
 
 # %%
-comparison = ev.compare_with_report(table)
+comparison = cc.compare_with_report(table)
 
 
 def _v(x, spec):
@@ -216,7 +215,7 @@ for name in ("psnr_rgb", "ssim", "lpips_vgg"):
 # report and here (PSNR-RGB in dB, SSIM = 1 − SSIMLoss).
 
 # %%
-effects = ev.rho_effects(table)
+effects = cc.rho_effects(table)
 lines = ["| change | PSNR-RGB report | ours | | SSIM report | ours | |", "|---|---:|---:|---|---:|---:|---|"]
 for e in effects:
     lines.append(f"| {e['label']} | {e['report_psnr_rgb']:+.2f} | {e['ours_psnr_rgb']:+.2f} | {_agree(e['agree_psnr_rgb'])} "
@@ -243,7 +242,7 @@ for name in ("psnr_rgb", "ssim"):
 
 # %%
 sweep = [r for r in table["rows"] if r["group"] == "sweep"]
-display(Markdown(ev.format_table(sweep)))
+display(Markdown(format_table(sweep)))
 match = cc.matching_nfe(table)
 lines = ["| series | PSNR-Y | SSIM-Y | HaarPSI |", "|---|---:|---:|---:|"]
 for name, by_metric in match.items():
@@ -256,7 +255,7 @@ print(f"cheapest setting within 0.05 dB PSNR-Y and 0.002 SSIM-Y of the best nfe-
       f"({pick['psnr_y']:.2f} dB / {pick['ssim_y']:.4f}) -> the upscale command's default")
 
 # %%
-fig = ev.plot_nfe(table)
+fig = plots.plot_nfe(table)
 fig.savefig(out_dir / "fig_nfe.png", dpi=120)
 plt.show()
 
@@ -274,7 +273,7 @@ plt.show()
 # the baseline (resshift, nfe 15), the best continuous row (nfe 15), and the HR image.
 
 # %%
-fig = ev.plot_crops(result)
+fig = plots.plot_crops(result)
 fig.savefig(out_dir / "fig_crops.png", dpi=120)
 plt.show()
 

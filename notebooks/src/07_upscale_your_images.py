@@ -37,8 +37,10 @@ from PIL import Image
 from ctlib.data import bicubic_lr, read_image, to_numpy, to_tensor, write_png
 from ctlib.metrics import psnr
 from ctlib.nn.denoiser import upsample_lr
+from ctlib.pipeline import load_model
+from ctlib.profiles import UPSCALE_DEMO
 from ctlib.samplers import min_nfe
-from ctlib.upscale import load_upscaler, seam_ratio, tile_layout, upscale, upscale_files
+from ctlib.upscale import seam_ratio, tile_layout, upscale, upscale_files
 
 # %% tags=["parameters"]
 profile = "cpu"  # "cpu" (the stored run), "smoke" (seconds), "gpu" / "paper" (CUDA if available)
@@ -56,17 +58,9 @@ official_vq = "../data/checkpoints/autoencoder_vq_f4.pth"
 seed = 0
 
 # %%
-settings = {
-    # HR crop side of the photos / of the large image (LR = side / 4); tile and overlap (LR pixels);
-    # nfe values of the solver study and the side of its HR crop
-    "cpu": {"photos": 3, "side": 256, "large": 320, "tile": 48, "overlap": 16, "nfes": (1, 3, 5, 15), "study": 128},
-    "smoke": {"photos": 1, "side": 128, "large": 192, "tile": 32, "overlap": 8, "nfes": (1, 3), "study": 64},
-}
-settings["gpu"] = settings["cpu"]
-settings["paper"] = {**settings["cpu"], "large": 384, "tile": 64}  # the official model needs tiles of 64k
-if profile not in settings:
-    raise ValueError(f"profile must be one of {sorted(settings)}, got {profile!r}")
-cfg = settings[profile]
+if profile not in UPSCALE_DEMO:
+    raise ValueError(f"profile must be one of {sorted(UPSCALE_DEMO)}, got {profile!r}")
+cfg = UPSCALE_DEMO[profile]  # photo and crop sides, tiling, the nfe values of the study
 device = "cuda" if profile in ("gpu", "paper") and torch.cuda.is_available() else "cpu"
 if device == "cpu":
     torch.set_num_threads(1)  # on a shared 2-core machine one thread is faster than two fighting for it
@@ -74,9 +68,9 @@ set_matplotlib_formats("jpeg")  # figures of photos: JPEG keeps the stored noteb
 t_start = time.perf_counter()
 
 if profile == "paper":
-    model = load_upscaler(official_unet=official_unet, official_vq=official_vq, device=device)
+    model = load_model(official_unet, autoencoder=official_vq, device=device)
 else:
-    model = load_upscaler(checkpoint, device=device)
+    model = load_model(checkpoint, device=device)
 n_params = sum(p.numel() for p in model.network.parameters())
 print(f"profile {profile} on {device}: {model.space}-space model, x{model.sf}, {n_params / 1e6:.2f} M parameters, "
       f"LR padded to multiples of {model.lr_multiple}")
@@ -345,14 +339,14 @@ assert [Path(src).name for src, _ in report.failed] == ["broken.png"], "only the
 #        --official-vq autoencoder_vq_f4.pth --device cuda
 # ```
 #
-# or, in Python, `load_upscaler(official_unet=..., official_vq=...)`. Its LR is padded to multiples
+# or, in Python, `load_model(official_unet, autoencoder=official_vq)`. Its LR is padded to multiples
 # of 64, so tiles must be multiples of 64 LR pixels. On a CPU it costs about a second per evaluation per
 # 64 x 64 tile (plus the autoencoder), i.e. tens of seconds per 256 x 256 output at nfe = 15; on a GPU a small
 # fraction of that. The cell below runs only when both files are where the parameters say.
 
 # %% tags=["nbval-ignore-output"]
 if Path(official_unet).is_file() and Path(official_vq).is_file():
-    official = load_upscaler(official_unet=official_unet, official_vq=official_vq, device=device)
+    official = load_model(official_unet, autoencoder=official_vq, device=device)
     t0 = time.perf_counter()
     official_out = upscale(lrs[0], official, seed=seed)
     print(f"official model: {time.perf_counter() - t0:.1f} s, PSNR-Y "
