@@ -32,7 +32,7 @@ Solvers (``solver=`` in :func:`sample`; evaluations per call in brackets):
                     the next grid point (so it costs nothing and keeps order 3) [one per step].
 ``euler_maruyama``  Euler–Maruyama on the reverse SDE in eta,
                     ``x <- x + d_eta (y - x0_hat + (x - (1-eta) x0_hat - eta y)/eta) + kappa sqrt(|d_eta|) z``;
-                    the step into eta = 0 adds no noise (it lands exactly on x0_hat) [one per step].
+                    the step into eta = 0 adds no noise (it lands on x0_hat, to rounding) [one per step].
 
 How ``nfe`` maps to steps (:func:`solver_grid`): ``euler``, ``exp1``, ``exp2m(_sqrt)``, ``exp3m`` and
 ``euler_maruyama`` take ``nfe`` steps on ``rho_grid(nfe, rho, T)`` (``nfe - 1`` steps down to 1/T
@@ -57,6 +57,13 @@ therefore converges, as nfe grows, to *the exact PF-ODE down to t_last followed 
 
 ``tests/test_samplers_convergence.py`` measures the error against these end points at nfe = 15, 31,
 61 on the exact toy for both schedules and rho in {1, 4, 8, -4, -8}.
+
+Each update line calls the formula docs/maths.md names (§6-§9): :func:`~ctlib.diffusion.pf_drift`,
+:func:`~ctlib.diffusion.pf_exact_step`, :func:`~ctlib.diffusion.pf_final_step`,
+:func:`~ctlib.diffusion.posterior_mean_variance`, :func:`~ctlib.diffusion.reverse_sde_drift_eta`, and
+:func:`exp2m_step`, :func:`exp_multistep_step` here; ``x + c d`` is written ``torch.add(x, d, alpha=c)``
+(one pass over memory fewer).  ``tests/test_samplers.py::test_every_update_is_its_named_formula``
+checks every step bit for bit.
 """
 
 from __future__ import annotations
@@ -71,9 +78,13 @@ from tqdm import trange
 
 from ._checks import check_int
 from .diffusion import (
+    pf_drift,
     pf_exact_step,
+    pf_final_step,
+    posterior_mean_variance,
     prior_sample,
     randn_like,
+    reverse_sde_drift_eta,
 )
 from .grids import _check_rho, check_grid, rho_grid, uniform_grid
 
@@ -131,26 +142,6 @@ def _denoise(denoiser: Denoiser, x: torch.Tensor, t: float, y: torch.Tensor) -> 
     if not math.isfinite(float(x0_hat.sum())) and not bool(torch.isfinite(x0_hat).all()):
         raise ValueError(f"the denoiser returned NaN or infinite values at t = {t:.6g}")
     return x0_hat.to(dtype=x.dtype, device=x.device)
-
-
-def _combine(*terms: tuple[float, torch.Tensor]) -> torch.Tensor:
-    """``sum_i c_i t_i`` for float64 coefficients: one pass over memory per term.
-
-    Every update below is linear in (x, x0_hat, y, noise); the solvers collect the coefficients of the
-    formulas of docs/maths.md §4-§9 (written out above each call) in float64 and apply them here, which
-    keeps the sampler's own cost per step at a few elementwise passes (``benchmarks/sampler_overhead.py``).
-    """
-    (c0, t0), *rest = terms
-    out = t0 * c0
-    for c, t in rest:
-        out.add_(t, alpha=c)
-    return out
-
-
-def _drift_coefficients(eta: float, alpha: float) -> tuple[float, float, float]:
-    """dx/dt = alpha [(y - x0_hat) + (x - (1 - eta) x0_hat - eta y) / (2 eta)] = p x - q x0_hat + r y,
-    with ``p = alpha/(2 eta)``, ``q = alpha (1 + eta)/(2 eta)``, ``r = alpha/2`` (= ``pf_drift``)."""
-    return alpha / (2 * eta), alpha * (1 + eta) / (2 * eta), alpha / 2
 
 
 def _levels(schedule, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,12 +209,8 @@ def sample_resshift(
         k = T - s
         eta, eta_prev = float(etas[k - 1]), float(etas_prev[k - 1])
         x0_hat = _denoise(denoiser, x, float(ts[s]), y)
-        # posterior q(x_{k-1} | x_k, x0_hat): mean (eta_prev/eta) x + (alpha/eta) x0_hat, var kappa^2 (eta_prev/eta) alpha
-        alpha = eta - eta_prev
-        terms = [(eta_prev / eta, x), (alpha / eta, x0_hat)]
-        if k > 1:
-            terms.append((kappa * math.sqrt(eta_prev / eta * alpha), _noise(noise, s, x, generator)))
-        x_next = _combine(*terms)
+        mean, variance = posterior_mean_variance(x, x0_hat, eta, eta_prev, kappa)  # q(x_{k-1} | x_k, x0_hat)
+        x_next = torch.add(mean, _noise(noise, s, x, generator), alpha=math.sqrt(variance)) if k > 1 else mean
         _report(callback, s, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -246,9 +233,7 @@ def sample_euler(
     for i in trange(len(ts) - 1, disable=not progress, desc="euler"):
         h = float(ts[i + 1] - ts[i])
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
-        # x + h d,  d = p x - q x0_hat + r y  (pf_drift)
-        p, q, r = _drift_coefficients(float(eta[i]), float(alpha[i]))
-        x_next = _combine((1 + h * p, x), (-h * q, x0_hat), (h * r, y))
+        x_next = torch.add(x, pf_drift(x, x0_hat, y, float(eta[i]), float(alpha[i])), alpha=h)  # x + h pf_drift
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -279,14 +264,12 @@ def sample_heun(
     for i in trange(len(ts) - 1, disable=not progress, desc="heun"):
         h = float(ts[i + 1] - ts[i])
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
-        p, q, r = _drift_coefficients(float(eta[i]), float(alpha[i]))
-        x_next = _combine((1 + h * p, x), (-h * q, x0_hat), (h * r, y))  # x' = x + h pf_drift
+        d = pf_drift(x, x0_hat, y, float(eta[i]), float(alpha[i]))
+        x_next = torch.add(x, d, alpha=h)  # x' = x + h d (the whole step when it is an Euler step)
         if ts[i + 1] > 0 and i != euler_step:
             x0_hat_2 = _denoise(denoiser, x_next, float(ts[i + 1]), y)
-            p2, q2, r2 = _drift_coefficients(float(eta[i + 1]), float(alpha[i + 1]))
-            # x + h/2 (d + d'),  d' = p2 x' - q2 x0_hat' + r2 y
-            x_next = _combine((1 + h / 2 * p, x), (-h / 2 * q, x0_hat), (h / 2 * p2, x_next),
-                              (-h / 2 * q2, x0_hat_2), (h / 2 * (r + r2), y))
+            d_2 = pf_drift(x_next, x0_hat_2, y, float(eta[i + 1]), float(alpha[i + 1]))
+            x_next = torch.add(x, d.add_(d_2), alpha=h / 2)  # x + h/2 (d + d')
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -299,13 +282,6 @@ def heun_euler_step(ts) -> int:
     if h.size == 0:
         raise ValueError("an even-nfe Heun run needs at least one step before the final one")
     return int(np.flatnonzero(h <= h.min() * (1 + 1e-9))[0])  # equal up to rounding: the first
-
-
-def _exact_step_coefficients(eta_a: float, eta_b: float) -> tuple[float, float, float]:
-    """pf_exact_step = x0_hat + eta_b (y - x0_hat) + rho (x - x0_hat - eta_a (y - x0_hat)), rho = sqrt(eta_b/eta_a),
-    = rho x + (1 - eta_b - rho (1 - eta_a)) x0_hat + (eta_b - rho eta_a) y."""
-    rho = math.sqrt(eta_b / eta_a)
-    return rho, 1 - eta_b - rho * (1 - eta_a), eta_b - rho * eta_a
 
 
 @torch.no_grad()
@@ -325,8 +301,7 @@ def sample_exp1(
     eta, _ = _levels(schedule, ts)
     for i in trange(len(ts) - 1, disable=not progress, desc="exp1"):
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
-        c_x, c_0, c_y = _exact_step_coefficients(float(eta[i]), float(eta[i + 1]))
-        x_next = _combine((c_x, x), (c_0, x0_hat), (c_y, y))
+        x_next = pf_exact_step(x, x0_hat, y, float(eta[i]), float(eta[i + 1]))
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -419,16 +394,24 @@ def exp_multistep_step(
     r"""One step of the exponential multistep family from ``eta_a`` (default ``etas[0]``) to ``eta_b``:
     the PF-ODE integrated exactly with x0_hat the polynomial in ``variable`` (eta, sqrt(eta) or
     log(eta)) through the evaluations ``x0_hats[j]`` at ``etas[j]`` (newest first for a multistep step;
-    a node at ``eta_b`` makes it a corrector; :func:`exp_multistep_weights`)."""
+    a node at ``eta_b`` makes it a corrector; :func:`exp_multistep_weights`).
+
+    The weights sum to ``M_0`` (the Lagrange basis sums to 1), and ``-M_0`` is the weight of x0_hat in
+    ``pf_exact_step``, so the step is the exact step with the first evaluation held fixed, corrected by the
+    differences to the others (for two nodes at eta_a and eta_prev this is :func:`exp2m_step`):
+
+        x_b = pf_exact_step(x_a, x0_hats[0], y, eta_a, eta_b) - sum_{j >= 1} w_j (x0_hats[j] - x0_hats[0]).
+    """
     if len(x0_hats) != len(etas):
         raise ValueError(f"one eta per x0_hat: got {len(x0_hats)} x0_hats and {len(etas)} etas")
     eta_a = float(etas[0]) if eta_a is None else float(eta_a)
-    if len(etas) == 1 and float(etas[0]) == eta_a:  # pf_exact_step, with its own coefficients (as exp1)
-        c_x, c_0, c_y = _exact_step_coefficients(eta_a, float(eta_b))
-        return _combine((c_x, x_a), (c_0, x0_hats[0]), (c_y, y))
-    s_a, s_b = math.sqrt(eta_a), math.sqrt(eta_b)
+    if len(etas) == 1 and float(etas[0]) == eta_a:  # exp1
+        return pf_exact_step(x_a, x0_hats[0], y, eta_a, float(eta_b))
     weights = exp_multistep_weights(etas, eta_b, variable, eta_a=eta_a)
-    return _combine((s_b / s_a, x_a), (s_b * (s_b - s_a), y), *((-float(wj), x0) for wj, x0 in zip(weights, x0_hats)))
+    x_b = pf_exact_step(x_a, x0_hats[0], y, eta_a, float(eta_b))
+    for j in range(1, len(x0_hats)):
+        x_b = torch.sub(x_b, x0_hats[j] - x0_hats[0], alpha=float(weights[j]))  # - w_j (x0_hat_j - x0_hat_0)
+    return x_b
 
 
 def exp2m_weight(eta_a: float, eta_b: float, variable: str = "eta") -> float:
@@ -507,26 +490,23 @@ def sample_exp_multistep(
         x0_hat = _denoise(denoiser, x, float(ts[i]), y) if pending is None else pending
         pending = None
         history = [(float(eta[i]), x0_hat), *history][:order]
-        if i == 0 and order >= 3 and eta[i + 1] > 0:
+        e_a, e_b = float(eta[i]), float(eta[i + 1])
+        if i == 0 and order >= 3 and e_b > 0:
             # start-up corrector: an exp1 prediction of x_1, x0_hat there, then the step again with
             # x0_hat linear between both ends (local error O(h^3) instead of exp1's O(h^2), which
             # would cap the method at order 2).  The evaluation at x_1 is the next step's x0_hat.
-            e_a, e_b = float(eta[0]), float(eta[1])
-            x_pred = exp_multistep_step(x, [x0_hat], y, [e_a], e_b, variable)
+            x_pred = pf_exact_step(x, x0_hat, y, e_a, e_b)
             pending = _denoise(denoiser, x_pred, float(ts[1]), y)
             x_next = exp_multistep_step(x, [x0_hat, pending], y, [e_a, e_b], e_b, variable, eta_a=e_a)
-            _report(callback, i, ts, x, x_next, x0_hat)
-            x = x_next
-            continue
-        if eta[i + 1] == 0 and final_step == "euler_eta":
-            # pf_final_step = x - eta_a pf_drift_eta(x, x0_hat, y, eta_a) = (x + (1 + eta_a) x0_hat - eta_a y)/2
-            e_a = float(eta[i])
-            x_next = _combine((0.5, x), ((1 + e_a) / 2, x0_hat), (-e_a / 2, y))
-        elif eta[i + 1] == 0:  # pf_exact_step into eta = 0 with x0_hat held fixed: x0_hat
-            x_next = exp_multistep_step(x, [x0_hat], y, [float(eta[i])], 0.0, variable)
+        elif e_b == 0 and final_step == "euler_eta":
+            x_next = pf_final_step(x, x0_hat, y, e_a)
+        elif e_b == 0 or len(history) == 1:  # exp1 (into eta = 0: x0_hat held fixed, which lands on x0_hat)
+            x_next = pf_exact_step(x, x0_hat, y, e_a, e_b)
+        elif len(history) == 2:
+            (_, x0_a), (eta_prev, x0_prev) = history
+            x_next = exp2m_step(x, x0_a, x0_prev, y, eta_prev, e_a, e_b, variable)
         else:
-            x_next = exp_multistep_step(x, [h[1] for h in history], y, [h[0] for h in history],
-                                        float(eta[i + 1]), variable)
+            x_next = exp_multistep_step(x, [h[1] for h in history], y, [h[0] for h in history], e_b, variable)
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x
@@ -595,12 +575,9 @@ def sample_euler_maruyama(
     for i in trange(len(ts) - 1, disable=not progress, desc="euler_maruyama"):
         x0_hat = _denoise(denoiser, x, float(ts[i]), y)
         d_eta = float(eta[i + 1] - eta[i])
-        # reverse_sde_drift_eta = (y - x0_hat) + (x - (1-eta) x0_hat - eta y)/eta = (x - x0_hat)/eta
-        c = d_eta / float(eta[i])
-        terms = [(1 + c, x), (-c, x0_hat)]
-        if eta[i + 1] > 0:
-            terms.append((kappa * math.sqrt(-d_eta), _noise(noise, i, x, generator)))
-        x_next = _combine(*terms)
+        x_next = torch.add(x, reverse_sde_drift_eta(x, x0_hat, y, float(eta[i])), alpha=d_eta)
+        if eta[i + 1] > 0:  # + kappa sqrt(-d_eta) z_i
+            x_next.add_(_noise(noise, i, x, generator), alpha=kappa * math.sqrt(-d_eta))
         _report(callback, i, ts, x, x_next, x0_hat)
         x = x_next
     return x

@@ -23,8 +23,10 @@ from ctlib.diffusion import (
 from ctlib.grids import rho_grid
 from ctlib.samplers import (
     SOLVERS,
+    STOCHASTIC_SOLVERS,
     exp2m_step,
     exp2m_weight,
+    exp_multistep_step,
     heun_euler_step,
     sample,
     sample_euler,
@@ -122,7 +124,8 @@ class Replay:
 
 @pytest.mark.parametrize("schedule", [SCHED, ExpAlphaSchedule.report()])
 def test_steps_match_the_diffusion_formulas(schedule):
-    """Each solver's update (coefficients collected in float64) equals the ctlib.diffusion formulas."""
+    """Each solver's update equals the ctlib.diffusion formulas written as in docs/maths.md (to rounding:
+    ``x + h d`` here, one fused rounding in the solvers; test_every_update_is_its_named_formula checks the bits)."""
     g = torch.Generator().manual_seed(0)
     x, y, c1, c2, c3, z = (torch.randn(2, 3, 4, generator=g, dtype=torch.float64) for _ in range(6))
     ta, tb, tc = 0.8, 0.45, 0.2
@@ -162,6 +165,86 @@ def test_steps_match_the_diffusion_formulas(schedule):
     etas = schedule.etas
     mean, var = posterior_mean_variance(x, c1, float(etas[-1]), float(etas[-2]), schedule.kappa)
     close(first[0], mean + math.sqrt(var) * z)
+
+
+class Recording:
+    """A smooth denoiser that records every call: (x_t, x0_hat) in call order."""
+
+    def __init__(self):
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, x_t, t, y):
+        out = torch.tanh(0.7 * x_t + 0.2 * y) * (1 + 0.3 * t.reshape([-1] + [1] * (x_t.ndim - 1)))
+        self.calls.append((x_t.clone(), out.clone()))
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("solver", "final_step"), [(s, None) for s in SOLVERS]
+                         + [(s, "euler_eta") for s in ("exp1", "exp2m", "exp2m_sqrt", "exp3m")])
+def test_every_update_is_its_named_formula(solver, final_step, dtype):
+    """Bit for bit, every step of every solver is the formula of docs/maths.md §6-§9 it is named after:
+    ``x + h pf_drift`` (Euler, Heun's predictor and the step into 0), ``x + h/2 (d + d')`` (Heun),
+    ``pf_exact_step`` (exp1, the multistep solvers' first step and the step into 0 holding x0_hat),
+    ``exp2m_step`` (their second step), ``exp_multistep_step`` (exp3m's start-up corrector and later
+    steps), ``pf_final_step`` (``final_step="euler_eta"``), ``posterior_mean_variance`` (resshift) and
+    ``reverse_sde_drift_eta`` (Euler-Maruyama).  ``x + c t`` is written ``torch.add(x, t, alpha=c)`` as
+    in the solvers (one rounding); a solver that re-derived its coefficients would differ in the last bits.
+    """
+    y = _y((2, 3, 5), dtype=dtype)
+    nfe = SCHED.T if solver == "resshift" else 8  # heun: an even nfe, so one Euler step inside the grid too
+    ts = solver_grid(solver, nfe, 4.0, SCHED.T)
+    eta = np.asarray(SCHED.eta(ts), dtype=np.float64)
+    alpha = np.asarray(SCHED.alpha(ts), dtype=np.float64)
+    z = [randn_like(y, torch.Generator().manual_seed(10 + i)) for i in range(len(ts) - 1)]
+    den, steps = Recording(), []
+    sample(den, y, schedule=SCHED, solver=solver, nfe=nfe, rho=4.0, final_step=final_step, callback=steps.append,
+           noise=z if solver in STOCHASTIC_SOLVERS else None, generator=torch.Generator().manual_seed(0))
+    calls = iter(den.calls)
+    x0s: list[torch.Tensor] = []  # x0_hat at the grid points, newest last
+    variable = "sqrt_eta" if solver == "exp2m_sqrt" else "eta"
+    kappa, euler_step = SCHED.kappa, heun_euler_step(ts)
+    assert len(steps) == len(ts) - 1
+    for i, st in enumerate(steps):
+        x, x0_hat = st["x"], st["x0_hat"]
+        if solver != "exp3m" or i != 1:  # (exp3m's start-up corrector made the evaluation at x_1 already)
+            x_called, x0_called = next(calls)
+            assert torch.equal(x_called, x) and torch.equal(x0_called, x0_hat)
+        x0s.append(x0_hat)
+        e_a, e_b, h = float(eta[i]), float(eta[i + 1]), float(ts[i + 1] - ts[i])
+        if solver == "resshift":
+            k = SCHED.T - i
+            mean, var = posterior_mean_variance(x, x0_hat, float(SCHED.etas[k - 1]),
+                                                float(SCHED.etas[k - 2]) if k > 1 else 0.0, kappa)
+            expected = torch.add(mean, z[i], alpha=math.sqrt(var)) if k > 1 else mean
+        elif solver == "euler_maruyama":
+            expected = torch.add(x, reverse_sde_drift_eta(x, x0_hat, y, e_a), alpha=e_b - e_a)
+            if e_b > 0:
+                expected.add_(z[i], alpha=kappa * math.sqrt(e_a - e_b))
+        elif solver in ("euler", "heun"):
+            d = pf_drift(x, x0_hat, y, e_a, float(alpha[i]))
+            expected = torch.add(x, d, alpha=h)  # x + h pf_drift
+            if solver == "heun" and e_b > 0 and i != euler_step:
+                x_pred, x0_pred = next(calls)
+                assert torch.equal(x_pred, expected)  # the predictor
+                d_2 = pf_drift(x_pred, x0_pred, y, e_b, float(alpha[i + 1]))
+                expected = torch.add(x, d + d_2, alpha=h / 2)  # x + h/2 (d + d')
+        elif e_b == 0 and final_step == "euler_eta":
+            expected = pf_final_step(x, x0_hat, y, e_a)
+        elif solver == "exp3m" and i == 0:
+            x_pred, x0_pred = next(calls)
+            assert torch.equal(x_pred, pf_exact_step(x, x0_hat, y, e_a, e_b))  # the exp1 prediction
+            expected = exp_multistep_step(x, [x0_hat, x0_pred], y, [e_a, e_b], e_b, "eta", eta_a=e_a)
+        elif e_b == 0 or i == 0 or solver == "exp1":
+            expected = pf_exact_step(x, x0_hat, y, e_a, e_b)
+        elif i == 1 or solver != "exp3m":
+            expected = exp2m_step(x, x0_hat, x0s[-2], y, float(eta[i - 1]), e_a, e_b, variable)
+        else:
+            nodes = range(3)  # the last three evaluations, newest first
+            expected = exp_multistep_step(x, [x0s[-1 - j] for j in nodes], y, [float(eta[i - j]) for j in nodes],
+                                          e_b, "eta")
+        assert torch.equal(st["x_next"], expected), f"step {i} of {solver} is not its named formula"
+    assert next(calls, None) is None
 
 
 def _constant_denoiser(c):
@@ -414,7 +497,9 @@ def test_bad_input():
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_huge_finite_denoiser_output_never_gives_a_silent_nan_sample(solver):
     """x0_hat finite but near float32's largest value (alternating in sign from call to call): the sample
-    is finite or the sampler raises a clear error; exp2m/exp3m's constant case overflows and must raise."""
+    is finite or the sampler raises a clear error.  For exp2m/exp3m the slope D = (x0_a - x0_prev)/(v_a -
+    v_prev) of docs/maths.md §9 overflows, so they must raise; with x0_hat constant at 3e38 the exact flow
+    lands on it, and they must land there too (no overflow on the way)."""
     y = _y((2, 3), dtype=torch.float32)
     calls = []
 
@@ -429,8 +514,11 @@ def test_huge_finite_denoiser_output_never_gives_a_silent_nan_sample(solver):
     else:
         assert bool(torch.isfinite(out).all())
     if solver in ("exp2m", "exp3m"):
+        calls.clear()
         with pytest.raises(ValueError, match="state became NaN or infinite"):
-            sample(lambda x_t, t, y: torch.full_like(x_t, 3e38), y, schedule=SCHED, solver=solver, nfe=15)
+            sample(huge, y, schedule=SCHED, solver=solver, nfe=15, generator=torch.Generator().manual_seed(0))
+        out = sample(lambda x_t, t, y: torch.full_like(x_t, 3e38), y, schedule=SCHED, solver=solver, nfe=15)
+        assert torch.equal(out, torch.full_like(y, 3e38))
 
 
 def test_sampler_arithmetic_does_not_depend_on_the_thread_count():
