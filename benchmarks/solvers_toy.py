@@ -11,8 +11,9 @@ the toy is ``GaussianMixtureToy.demo(schedule, d)`` (three components, d = 2 by 
                     true law of x0, from ``--n-dist`` starts drawn from the *true* marginal at t = 1 (so
                     the exact flow would reach the law of x0; ``w1_exact_flow`` is that finite-sample
                     floor); every solver, the stochastic ones included;
-* ``orders``        minus the slope of log error against log nfe over nfe in [10, 50] (Heun: the even
-                    nfe only, which all spend one extra Euler step);
+* ``orders``        minus the slope of log error against log nfe over nfe in [10, 50]
+                    (``ctlib.solver_accuracy.empirical_order``; Heun: the even nfe only, which all spend
+                    one extra Euler step);
 * ``variants``      ``rel_err`` of the exponential integrators with the other final step
                     (``solver/euler_eta``, :mod:`ctlib.solver_accuracy`);
 * ``goal``          per schedule: the best variant and rho at nfe = 5, 10, 15 against Euler (rho 1) at
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctlib.files import REPO_ROOT
 from ctlib.samplers import (
     SOLVERS,
     STOCHASTIC_SOLVERS,
@@ -50,7 +52,15 @@ from ctlib.samplers import (
     solver_grid,
 )
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
-from ctlib.solver_accuracy import GOALS, ODE_SOLVERS, error_rows, goal_table, log_eta_probe, variants
+from ctlib.solver_accuracy import (
+    GOALS,
+    ODE_SOLVERS,
+    empirical_order,
+    error_rows,
+    goal_table,
+    log_eta_probe,
+    variants,
+)
 from ctlib.toy import GaussianMixtureToy
 from ctlib.train import make_schedule
 
@@ -71,7 +81,7 @@ def _order(nfes, errs) -> float | None:
     if len(pts) < 2:
         return None
     n, e = np.array(pts).T
-    return float(-np.polyfit(np.log(n), np.log(e), 1)[0])
+    return empirical_order(n, e)
 
 
 def run_schedule(name: str, args) -> dict:
@@ -218,7 +228,7 @@ def print_summary(results: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "solvers_toy.json")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "solvers_toy.json")
     ap.add_argument("--plot", type=Path, default=None, help="PNG path (default: --out with .png)")
     ap.add_argument("--dim", type=int, default=2)
     ap.add_argument("--n", type=int, default=64, help="starts for the error against the exact ODE")

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
-from ctlib.solver_accuracy import GOALS, REFERENCE, error_rows, goal_table, log_eta_grid, variants
+from ctlib.solver_accuracy import (
+    GOALS,
+    REFERENCE,
+    empirical_order,
+    error_rows,
+    goal_table,
+    log_eta_grid,
+    variants,
+)
 from ctlib.toy import GaussianMixtureToy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,3 +59,19 @@ def test_exp3m_is_several_times_closer_than_the_report_euler_at_nfe_15(schedule)
     err = {r["variant"]: r["rel_err"] for r in rows if r["variant"] != "euler"}
     assert err["exp3m"] < ref / 3, (err, ref)
     assert err["exp3m/euler_eta"] < ref / 8, (err, ref)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.7])
+def test_empirical_order_is_exact_on_a_power_law_and_positive_for_falling_errors(p):
+    """error = C nfe^-p gives order p (positive: minus the slope of log error against log nfe),
+    every point counted; the slope of an error growing like eta^p is -empirical_order(eta, errors)."""
+    nfe = np.array([5, 10, 15, 20, 40, 80])
+    errors = 3.0 * nfe.astype(float) ** -p
+    assert empirical_order(nfe, errors) == pytest.approx(p, rel=1e-12)
+    assert empirical_order(list(nfe), list(errors)) == pytest.approx(p, rel=1e-12)
+    eta = 1.0 / nfe
+    assert -empirical_order(eta, 0.5 * eta**p) == pytest.approx(p, rel=1e-12)
+    bent = errors.copy()
+    bent[-1] *= 2.0  # a least-squares fit moves with every point, not only the last two
+    assert empirical_order(nfe, bent) == pytest.approx(-np.polyfit(np.log(nfe), np.log(bent), 1)[0], rel=1e-15)
+    assert empirical_order(nfe, bent) != pytest.approx(-np.log(bent[-1] / bent[-2]) / np.log(2.0))

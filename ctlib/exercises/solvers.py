@@ -1,7 +1,8 @@
 """Assignment a3, solvers: the exact (DDIM-like) step (E8), the official posterior step and the
 family that joins it to the exact step (E9), and an empirical order-of-convergence study (E10).
 References: scipy's ODE solver, Gaussian conditioning, finite differences, a simulation judged in
-standard errors, an Euler loop written here and numpy's least squares."""
+standard errors, an Euler loop written here and numpy's least squares
+(:func:`ctlib.solver_accuracy.empirical_order`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from ..solver_accuracy import empirical_order as reference_order
 from ._core import ExerciseFailed, as_numpy, call, compare, exercise, need_tensor
 
 ASSIGNMENT = "a3_solvers"
@@ -174,7 +176,7 @@ def check_order(euler_eta, empirical_order, *, rng: np.random.Generator, hidden:
         etas = np.linspace(math.sqrt(e_hi), math.sqrt(e_lo), n + 1) ** 2
         out = as_numpy(call(euler_eta, x_start.clone(), x0_fn, y_t, etas, name="euler_eta"), "euler_eta").ravel()
         errors.append(float(np.max(np.abs(out - exact))))
-    slope = -np.polyfit(np.log(ns), np.log(errors), 1)[0]
+    slope = reference_order(ns, errors)
     if not 0.8 < slope < 1.25:
         raise ExerciseFailed(f"your Euler's error falls like n^-{slope:.2f} on this problem; explicit Euler is first order")
     got = call(empirical_order, ns.copy(), np.array(errors), name="empirical_order")
@@ -186,7 +188,7 @@ def check_order(euler_eta, empirical_order, *, rng: np.random.Generator, hidden:
         p = float(rng.uniform(0.5, 4.0))
         n_pts = np.unique(rng.integers(4, 400, 6))
         errs = 3.0 * n_pts.astype(float) ** -p * np.exp(0.1 * rng.standard_normal(n_pts.size))
-        ref = -np.polyfit(np.log(n_pts), np.log(errs), 1)[0]
+        ref = reference_order(n_pts, errs)
         compare(call(empirical_order, n_pts.copy(), errs.copy(), name="empirical_order"), ref, "empirical_order",
                 rtol=1e-9, where="on noisy synthetic errors", diagnoses=[(-ref, "the sign: an order p means error ~ C n^-p")],
                 hint="Least-squares slope of log(error) against log(n), every point counted.")

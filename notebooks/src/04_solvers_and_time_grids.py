@@ -50,6 +50,7 @@ from ctlib.samplers import (
     solver_grid,
 )
 from ctlib.schedule import ExpAlphaSchedule, ResShiftSchedule
+from ctlib.solver_accuracy import empirical_order
 from ctlib.toy import GaussianMixtureToy
 
 # %% tags=["parameters"]
@@ -236,7 +237,7 @@ for t, x_last in zip(t_last, states[:-1]):
     floor["euler_eta"].append(float((pf_final_step(x_last, x0_last, y16, e) - states[-1]).norm() / states[-1].norm()))
 eta_last = report.eta(t_last)
 for kind, errs in floor.items():
-    slope = np.polyfit(np.log(eta_last), np.log(errs), 1)[0]
+    slope = -empirical_order(eta_last, errs)  # error ~ eta^slope: minus the order in nfe's convention
     print(f"{kind:>9}: error of the final step from the exact state at eta = "
           + ", ".join(f"{e:.2g}" for e in eta_last) + ": " + ", ".join(f"{v:.2e}" for v in errs)
           + f"  (slope in eta {slope:.2f})")
@@ -385,7 +386,7 @@ for sched_name, sched in (("official", official), ("report", report)):
 def fitted_order(errs, solver):
     nf = np.array(nfes)
     keep = (nf >= 10) & (nf <= 50) & ((nf % 2 == 0) if solver == "heun" else True)
-    return -np.polyfit(np.log(nf[keep]), np.log(errs[keep]), 1)[0]
+    return empirical_order(nf[keep], errs[keep])
 
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
