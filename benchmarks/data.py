@@ -40,8 +40,9 @@ from ctlib.data.degradation import (
     jpeg_compress_pillow,
 )
 from ctlib.data.imresize import imresize
+from ctlib.files import REPO_ROOT
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "data.json"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "data.json"
 
 
 def _sync(device: torch.device) -> None:

@@ -21,28 +21,28 @@ from pathlib import Path
 
 import torch
 
-from ctlib import evaluate as ev
+from ctlib import data, pipeline, profiles
+from ctlib.files import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EVALS_PER_IMAGE = 290
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default=ev.DEFAULT_CHECKPOINTS["continuous"])
+    ap.add_argument("--checkpoint", default=profiles.DEFAULT_CHECKPOINTS["continuous"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=13)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "evaluate.json")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "evaluate.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    den = ev.load_denoiser(args.checkpoint)
+    den = pipeline.load_model(args.checkpoint)
     results = []
     for side in (64, 128, 256):
-        data = ev.bundled_eval_set(args.batch, side if side < 256 else None)
-        lr = torch.stack(data.lr)
+        images = data.bundled_eval_set(args.batch, side if side < 256 else None)
+        lr = torch.stack(list(images.lr))
         with torch.no_grad():
-            cond = den.condition(lr * 2 - 1)
+            cond = den.condition(pipeline.to_model_range(lr))
             x_T = cond.y + 2.0 * torch.randn(cond.y.shape, generator=torch.Generator().manual_seed(0))
             t = torch.full((len(lr),), 0.5, dtype=torch.float64)
             cond(x_T, t, cond.y)  # warm-up

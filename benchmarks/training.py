@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from ctlib.files import REPO_ROOT
 
 
 def _rss_mib() -> float:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3, help="steps left out of the timing")
     ap.add_argument("--threads", type=int, default=2, help="threads of the GPU measurement's process")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training.json")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "training.json")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                        *child_args]
             else:
                 cmd = [sys.executable, *child_args]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"{profile} {mode} ({layout}): the measurement failed (exit {proc.returncode})")

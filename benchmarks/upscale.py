@@ -39,9 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "upscale.json"
-ROOT = Path(__file__).resolve().parent.parent
-PHOTO = ROOT / "data" / "photos" / "train" / "aitzgorri_0.jpg"
+from ctlib.files import REPO_ROOT
+
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "upscale.json"
+PHOTO = REPO_ROOT / "data" / "photos" / "train" / "aitzgorri_0.jpg"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -94,10 +95,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One case, in this process: load, measure RSS, upscale, measure peak RSS."""
     import torch
 
-    from ctlib.upscale import load_upscaler, tile_layout, upscale_tensor
+    from ctlib.pipeline import load_model
+    from ctlib.upscale import DEFAULT_CHECKPOINT, tile_layout, upscale_tensor
 
     torch.set_num_threads(args.threads)
-    denoiser = load_upscaler(args.checkpoint)
+    denoiser = load_model(args.checkpoint or DEFAULT_CHECKPOINT)
     w, h = args.size
     lr = lr_image(w, h)
     rss_before = current_rss()
