@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -50,12 +49,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from ctlib.data.datasets import resize_short_side_center_crop  # noqa: E402
-from ctlib.data.imresize import imresize  # noqa: E402
-from ctlib.data.io import read_image, to_uint8  # noqa: E402
+from ctlib.data.datasets import resize_short_side_center_crop
+from ctlib.data.imresize import imresize
+from ctlib.data.io import read_image, to_uint8
+from ctlib.files import REPO_ROOT, file_sha256
 
 TEST_SIZE = 256
 CROP = 512
@@ -160,14 +157,6 @@ EXCLUDED = {
     "opencv-doc:starry_night.jpg, graf1.png, graf3.png": "artwork",
     "opencv-doc: logos, text, charts, renders, synthetic or grayscale test patterns": "not photographs",
 }
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -319,7 +308,7 @@ def build(out: Path, per_photo: int, jpeg_quality: int) -> list[dict[str, str]]:
             return {
                 "split": "", "source_group": src.scene, "source_package": src.package,
                 "package_version": version, "original_name": src.original, "licence": src.licence,
-                "attribution": src.attribution, "source_url": src.url, "source_sha256": sha256(path),
+                "attribution": src.attribution, "source_url": src.url, "source_sha256": file_sha256(path),
                 "notes": src.notes,
             }
 
@@ -350,7 +339,7 @@ def build(out: Path, per_photo: int, jpeg_quality: int) -> list[dict[str, str]]:
         f = out / row["file"]
         with Image.open(f) as im:
             row["width"], row["height"] = str(im.size[0]), str(im.size[1])
-        row["sha256"] = sha256(f)
+        row["sha256"] = file_sha256(f)
     with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -361,7 +350,7 @@ def build(out: Path, per_photo: int, jpeg_quality: int) -> list[dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO / "data", help="data folder (default: the repo's data/)")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "data", help="data folder (default: the repo's data/)")
     ap.add_argument("--crops-per-photo", type=int, default=6)
     ap.add_argument("--jpeg-quality", type=int, default=95)
     args = ap.parse_args(argv)

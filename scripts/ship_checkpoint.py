@@ -6,8 +6,12 @@ quality JSON measured on the bundled test set (26 photos, 256 x 256, bicubic x4 
 
 The JSON holds, against the HR images, PSNR-Y / SSIM-Y (official conventions, ctlib.metrics) of
 bicubic upsampling, of the one-step prediction x0_hat(x_T, t = 1), of the official discrete
-sampler (resshift, T = 15) and of Euler at nfe = 15 (rho = 1), with the prior noise x_T drawn per
-image from a generator seeded by the image index (the same start for every row).
+sampler (resshift, T = 15) and of Euler at nfe = 15 (rho = 1), all through ``ctlib.pipeline``, with the
+prior noise x_T drawn per image from a generator seeded by the image index (``pipeline.image_noise``,
+the same start for every row); the official sampler's step noise comes from one generator per batch
+of 13, seeded by the batch's first index (:func:`resshift_noise`).
+
+A tool, not an experiment: it makes the shipped files that ``tests/test_shipped_models.py`` checks.
 """
 
 from __future__ import annotations
@@ -17,41 +21,55 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from ctlib import pipeline
 from ctlib.data import load_bundled_test_set
-from ctlib.evaluate import seeded_prior
+from ctlib.files import REPO_ROOT, atomic_write
 from ctlib.metrics import psnr, ssim
-from ctlib.nn import denoiser_from_checkpoint
-from ctlib.samplers import sample
 from ctlib.train import export_model
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def resshift_noise(indices: Sequence[int], generator: torch.Generator) -> pipeline.NoiseSource:
+    """The noise the stored quality JSONs were measured with: x_T's eps per image
+    (``pipeline.image_noise(indices)``, as every other row), the official sampler's step noise drawn
+    in step order from ``generator`` for the whole batch (``torch.randn`` shaped like the state)."""
+    start = pipeline.image_noise(indices)
+
+    def noise(y: torch.Tensor, n_steps: int) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        eps, _ = start(y, 0)
+        steps = [torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device) for _ in range(n_steps)]
+        return eps, steps or None
+
+    return noise
+
+
+def sr_rows(model, lr: torch.Tensor, b0: int) -> dict[str, torch.Tensor]:
+    """The quality JSON's rows (SR images in [0, 1], on the CPU) of the LR batch ``lr`` of test images
+    ``b0, b0 + 1, ...``."""
+    indices = range(b0, b0 + len(lr))  # notebook 06's seeds
+    outs = {
+        "bicubic": pipeline.upsample(model, lr),
+        "x0_hat_t1": pipeline.super_resolve(model, lr, solver="x0_hat", nfe=1, noise=pipeline.image_noise(indices)),
+        "resshift_T15": pipeline.super_resolve(model, lr, solver="resshift", nfe=model.schedule.T,
+                                               noise=resshift_noise(indices, torch.Generator().manual_seed(b0))),
+        "euler_nfe15_rho1": pipeline.super_resolve(model, lr, solver="euler", nfe=15, rho=1.0,
+                                                   noise=pipeline.image_noise(indices)),
+    }
+    return {key: sr.cpu() for key, sr in outs.items()}
 
 
 def measure(model_path: Path, batch: int = 13) -> dict:
-    den = denoiser_from_checkpoint(model_path).eval()
+    model = pipeline.load_model(model_path)
     test = load_bundled_test_set()
     rows: dict[str, list[torch.Tensor]] = {"bicubic": [], "x0_hat_t1": [], "resshift_T15": [], "euler_nfe15_rho1": []}
     start = time.perf_counter()
-    with torch.no_grad():
-        for b0 in range(0, len(test.hr), batch):
-            lr = test.lr[b0:b0 + batch]
-            cond = den.condition(lr * 2 - 1)
-            x_T = seeded_prior(cond, range(b0, b0 + len(lr)))  # notebook 06's seeds
-            t1 = torch.ones(len(lr), dtype=torch.float64)
-            outs = {
-                "bicubic": cond.y,
-                "x0_hat_t1": cond(x_T, t1, cond.y),
-                "resshift_T15": sample(cond, cond.y, schedule=den.schedule, solver="resshift", nfe=den.schedule.T,
-                                       x_T=x_T, generator=torch.Generator().manual_seed(b0)),
-                "euler_nfe15_rho1": sample(cond, cond.y, schedule=den.schedule, solver="euler", nfe=15, rho=1.0,
-                                           x_T=x_T),
-            }
-            for key, x in outs.items():
-                rows[key].append(((cond.decode(x).clamp(-1, 1) + 1) / 2).cpu())
+    for b0 in range(0, len(test.hr), batch):
+        for key, sr in sr_rows(model, test.lr[b0:b0 + batch], b0).items():
+            rows[key].append(sr)
     result = {"images": len(test.hr), "lr": "MATLAB bicubic x4 of the 256x256 HR, 8-bit",
               "metric": "PSNR-Y / SSIM-Y (BT.601 Y, 8-bit quantised, no border), mean over images",
               "seconds": round(time.perf_counter() - start, 1)}
@@ -68,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("name")
-    ap.add_argument("--out-dir", type=Path, default=ROOT / "data" / "checkpoints")
+    ap.add_argument("--out-dir", type=Path, default=REPO_ROOT / "data" / "checkpoints")
     args = ap.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     target = args.out_dir / f"{args.name}.pt"
@@ -76,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copyfile(args.run_dir / "log.csv", args.out_dir / f"{args.name}.log.csv")
     quality = measure(target)
     quality["checkpoint"] = target.name
-    (args.out_dir / f"{args.name}.quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+    text = json.dumps(quality, indent=2) + "\n"
+    atomic_write(args.out_dir / f"{args.name}.quality.json", lambda f: f.write(text.encode()))
     print(json.dumps(quality, indent=2))
     return 0
 
