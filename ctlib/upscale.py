@@ -44,12 +44,10 @@ What files become (:func:`read_for_upscale` / :func:`write_upscaled`)
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,9 +58,9 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from ._checks import check_device, check_int
+from ._checks import check_int
 from .data.io import IMAGE_EXTENSIONS, ImageReadError, is_deep_colour_tiff, list_images, read_image, write_png
-from .files import REPO_ROOT, atomic_write, check_output_dir
+from .files import REPO_ROOT, atomic_write
 from .nn.denoiser import ResShiftDenoiser, upsample_lr
 from .pipeline import NoiseSource, load_model, sample_conditioned, to_image, to_model_range
 from .profiles import RECORD_DIR, UPSCALE_DEFAULTS
@@ -93,8 +91,6 @@ __all__ = [
     "OUTPUT_MARK",
     "is_upscale_output",
     "upscale_files",
-    "add_upscale_parser",
-    "cli_upscale",
 ]
 
 #: The defaults (``ctlib.profiles.UPSCALE_DEFAULTS``): the shipped continuously fine-tuned pixel model,
@@ -773,106 +769,3 @@ def upscale_files(
     finally:
         bar.close()
     return report
-
-
-# ---------------------------------------------------------------------------------------------
-# the command line (wired into ctlib/cli.py)
-# ---------------------------------------------------------------------------------------------
-def add_upscale_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``upscale`` to the ``python -m ctlib`` subcommands; its handler is :func:`cli_upscale`."""
-    up = subparsers.add_parser(
-        "upscale", help="upscale images x4 (files, folders, globs) into --out as <name>_x4.png",
-        description="Upscale images x4 with the shipped model (or a checkpoint, or the official weights). "
-                    "Exit status: 0 when every image was written, 1 when some failed (they are listed; the "
-                    "others are written), 2 for a usage or environment error (bad setting, unusable --out, "
-                    "model or device missing; found before any image is read), 130 when interrupted (the "
-                    "images written are complete). Existing files are never replaced without --overwrite, "
-                    "an input is never an output, and outputs of an earlier upscale (marked in their PNG "
-                    "text) are never taken as inputs.",
-    )
-    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    up.add_argument("--out", required=True, help="output folder (created when the first image is written)")
-    up.add_argument("--checkpoint", help=f"kit checkpoint (default {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)})")
-    up.add_argument("--official-unet", help="resshift_realsrx4_s15_v1.pth (with --official-vq)")
-    up.add_argument("--official-vq", help="autoencoder_vq_f4.pth (with --official-unet)")
-    up.add_argument("--solver", default=DEFAULT_SOLVER, choices=SOLVERS, help=f"sampler ({default_sampler_note()})")
-    up.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per tile (default {DEFAULT_NFE})")
-    up.add_argument("--rho", type=float, default=DEFAULT_RHO,
-                    help=f"time-grid exponent (default {DEFAULT_RHO:g}; negative: the report's mirrored grid)")
-    up.add_argument("--seed", type=int, default=0,
-                    help="seed of all noise (default 0); the same seed, --threads, device and torch build give the "
-                         "same bytes (other thread counts can flip a few 8-bit values: README, 'What is reproducible')")
-    up.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                    help=f"tile side in LR pixels (default {DEFAULT_TILE}; 0: whole image at once)")
-    up.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                    help=f"tile overlap in LR pixels (default {DEFAULT_OVERLAP})")
-    up.add_argument("--batch", type=int, default=1, help="tiles per network batch (default 1)")
-    up.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    up.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's choice; 1 is much faster on a busy machine)")
-    up.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    up.add_argument("--no-progress", action="store_true", help="no progress bars")
-    up.set_defaults(func=cli_upscale)
-    return up
-
-
-def _model_arguments(args: argparse.Namespace) -> tuple[Any, Any]:
-    """``(source, autoencoder)`` for :func:`ctlib.pipeline.load_model` from --checkpoint or
-    --official-unet + --official-vq (one or the other; the official model needs both files)."""
-    if args.official_unet is None and args.official_vq is None:
-        return args.checkpoint, None
-    if args.checkpoint is not None:
-        raise ValueError("give either --checkpoint or --official-unet + --official-vq, not both")
-    if args.official_unet is None or args.official_vq is None:
-        raise ValueError("the official model needs both --official-unet (resshift_realsrx4_s15_v1.pth) "
-                         "and --official-vq (autoencoder_vq_f4.pth)")
-    return args.official_unet, args.official_vq
-
-
-def cli_upscale(args: argparse.Namespace) -> int:
-    """Run ``python -m ctlib upscale``.  Exit status: 0 every image written; 1 some failed (listed; the
-    others are written); 2 a usage or environment error found before any image is read (bad setting,
-    --out unusable, model or device missing); 130 interrupted (Ctrl-C: the images written so far are
-    complete, the rest are listed, no partial file is left)."""
-    try:
-        out = check_output_dir(args.out)
-        if args.tile < 0:
-            raise ValueError(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
-        check_int(args.batch, "--batch", minimum=1)
-        check_int(args.seed, "--seed", minimum=0)
-        check_int(args.overlap, "--overlap", minimum=0)
-        if args.threads is not None:
-            check_int(args.threads, "--threads", minimum=1)
-        check_device(args.device, "--device")
-        source, autoencoder = _model_arguments(args)
-        denoiser = load_model(source, autoencoder=autoencoder, device=args.device)
-        # validate the sampling settings once, before any image is read
-        solver_grid(args.solver, args.nfe, args.rho, denoiser.schedule.T)
-        tile = args.tile or None
-        if tile is not None:
-            tile_layout(MIN_SIDE, MIN_SIDE, tile, args.overlap)
-            if tile % denoiser.lr_multiple:
-                raise ValueError(f"--tile must be a multiple of {denoiser.lr_multiple} for this model, got {tile}")
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        report = upscale_files(
-            args.inputs, out, denoiser, overwrite=args.overwrite, progress=not args.no_progress,
-            solver=args.solver, nfe=args.nfe, rho=args.rho, seed=args.seed, tile=tile, overlap=args.overlap,
-            batch=args.batch,
-        )
-    except UpscaleInterrupted as stop:
-        report = stop.report
-        print(report.summary())
-        if report.failed:
-            print(report.failures(), file=sys.stderr)
-        print(f"interrupted (Ctrl-C): the {len(report.written)} image(s) above are complete; not done "
-              f"({len(report.not_done)}): {', '.join(report.not_done)}; no partial file was left", file=sys.stderr)
-        return 130
-    print(report.summary())
-    if not report.ok:
-        print(report.failures(), file=sys.stderr)
-    return 0 if report.ok else 1

@@ -24,6 +24,7 @@ from PIL import Image
 from scipy import stats
 from torch import nn
 
+from ctlib.cli import add_upscale_parser, cmd_upscale
 from ctlib.data.imresize import imresize_np
 from ctlib.data.io import read_image, write_png
 from ctlib.nn.checkpoint import save_checkpoint
@@ -32,8 +33,6 @@ from ctlib.schedule import ResShiftSchedule
 from ctlib.train import build_network
 from ctlib.upscale import (
     MIN_SIDE,
-    add_upscale_parser,
-    cli_upscale,
     collect_inputs,
     coordinate_noise,
     ramp_weights,
@@ -342,8 +341,8 @@ def _run(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     add_upscale_parser(ap.add_subparsers(dest="command", required=True))
     args = ap.parse_args(["upscale", *argv])
-    assert args.func is cli_upscale
-    return cli_upscale(args)
+    assert args.func is cmd_upscale
+    return cmd_upscale(args)
 
 
 def _fast(checkpoint: Path) -> list[str]:
