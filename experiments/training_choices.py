@@ -1,6 +1,6 @@
 """Measure the choices behind the shipped pixel models: the training degradation, kappa and the scale augmentation.
 
-    python scripts/training_choices.py [--iterations 400] [--out data/checkpoints/training_choices.json]
+    python experiments/training_choices.py [--iterations 400] [--only NAME ...] [--redo]
 
 For each setting (bicubic vs Real-ESRGAN training LR at kappa = 0.5; kappa = 0.25, 0.5, 1 and 2
 with bicubic LR; the scale augmentation ``min_scale`` = 0.5 and 0.25 at kappa = 2, see
@@ -9,7 +9,7 @@ shortened to ``--iterations`` with a cosine decay (lr 5e-4, warm-up 50, seed 1; 
 so two settings can run side by side with ``--only``), then scored on the bundled test set (26
 photos, 256 x 256, bicubic x4 LR, PSNR-Y with the official conventions): bicubic upsampling, the
 one-step prediction x0_hat(x_T, t = 1) and Euler at nfe = 15 (rho = 1), with the table's per-image
-prior noise (``ctlib.evaluate.image_generator``).  Each run takes about 6 minutes of training and
+prior noise (``ctlib.pipeline.image_noise``).  Each run takes about 6 minutes of training and
 4 of scoring on one core.  Results are merged into the JSON (a setting already there is kept
 unless ``--redo``).
 """
@@ -20,19 +20,18 @@ import argparse
 import json
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from _choices import STORE, sr_rows, write_json
 
+from ctlib import pipeline
 from ctlib.data import load_bundled_test_set
-from ctlib.evaluate import seeded_prior
 from ctlib.metrics import psnr
-from ctlib.nn import denoiser_from_checkpoint
-from ctlib.samplers import sample
 from ctlib.train import read_log, run_training
 
-ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {  # name: (training degradation, kappa, min_scale of the scale augmentation)
     "bicubic_k0.5": ("bicubic", 0.5, 1.0),
     "realesrgan_k0.5": ("realesrgan", 0.5, 1.0),
@@ -46,20 +45,14 @@ SETTINGS = {  # name: (training degradation, kappa, min_scale of the scale augme
 
 def score(model_path: Path, batch: int = 13) -> dict[str, float]:
     """Mean PSNR-Y over the bundled test set of bicubic, x0_hat(t = 1) and Euler nfe 15 rho 1."""
-    den = denoiser_from_checkpoint(model_path).eval()
+    model = pipeline.load_model(model_path)
     test = load_bundled_test_set()
     rows: dict[str, list[np.ndarray]] = {"bicubic": [], "x0_hat_t1": [], "euler_nfe15_rho1": []}
-    with torch.no_grad():
-        for b0 in range(0, len(test.hr), batch):
-            lr, hr = test.lr[b0:b0 + batch], test.hr[b0:b0 + batch]
-            cond = den.condition(lr * 2 - 1)
-            x_T = seeded_prior(cond, range(b0, b0 + len(lr)))
-            outs = {"bicubic": cond.y, "x0_hat_t1": cond(x_T, torch.ones(len(lr), dtype=torch.float64), cond.y),
-                    "euler_nfe15_rho1": sample(cond, cond.y, schedule=den.schedule, solver="euler", nfe=15, rho=1.0,
-                                               x_T=x_T)}
-            for key, x in outs.items():
-                sr = (cond.decode(x).clamp(-1, 1) + 1) / 2
-                rows[key].append(np.asarray(psnr(sr, hr, y_channel=True, quantize=True)))
+    for b0 in range(0, len(test.hr), batch):
+        lr, hr = test.lr[b0:b0 + batch], test.hr[b0:b0 + batch]
+        noise = partial(pipeline.image_noise, range(b0, b0 + len(lr)))  # the table's x_T of each image
+        for key, sr in sr_rows(model, lr, noise, rows).items():
+            rows[key].append(np.asarray(psnr(sr, hr, y_channel=True, quantize=True)))
     return {key: round(float(np.concatenate(v).mean()), 3) for key, v in rows.items()}
 
 
@@ -69,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--redo", action="store_true", help="recompute settings already in the JSON")
-    ap.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints" / "training_choices.json")
+    ap.add_argument("--out", type=Path, default=STORE)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     doc = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -77,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "training": f"discrete, from scratch, cpu profile recipe shortened to {args.iterations} iterations "
                     "(batch 16, 64x64 crops, lr 5e-4, warm-up 50, cosine decay, EMA 0.995, seed 1)",
         "test": "26 bundled photos, 256x256, MATLAB bicubic x4 LR; PSNR-Y (official conventions), mean over images",
-        "command": "python scripts/training_choices.py",
+        "command": "python experiments/training_choices.py",
     })
     results = doc.setdefault("results", {})
     for name in args.only or list(SETTINGS):
@@ -96,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {row}", flush=True)
         doc = json.loads(args.out.read_text()) if args.out.exists() else doc  # merge with parallel runs
         doc.setdefault("results", {})[name] = row
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(args.out, doc)
     return 0
 
 

@@ -1,13 +1,13 @@
 """Why the shipped continuous fine-tune uses 256 x 256 crops, kappa = 2 and the fitted schedule: two measurements.
 
-    python scripts/finetune_choices.py tiles CHECKPOINT KEY [--images 8]
-    python scripts/finetune_choices.py sweep --runs-dir runs/finetune_sweep [--images 8]
+    python experiments/finetune_choices.py tiles CHECKPOINT KEY [--images 8]
+    python experiments/finetune_choices.py sweep [--runs-dir runs/finetune_sweep] [--images 8] [--only NAME ...]
 
 ``tiles``: the crop-size diagnostic.  The first ``--images`` bundled test photos are cut into
 tiles of 64, 128 and 256 pixels (the network is convolutional, so it runs on any multiple of 64)
 and each tile is upscaled from its own bicubic x4 LR: bicubic, the one-step prediction
-x0_hat(x_T, t = 1) and Euler at nfe = 15 (rho = 1), prior noise from ``torch.manual_seed``-style
-generator 0.  A model trained on 64 x 64 crops predicts x0_hat equally well at every size, but its
+x0_hat(x_T, t = 1) and Euler at nfe = 15 (rho = 1), the prior noise of all tiles drawn from one
+generator seeded 0 (``ctlib.pipeline.batch_noise``).  A model trained on 64 x 64 crops predicts x0_hat equally well at every size, but its
 Euler samples get worse as the tile grows past the training size: the sampler's states at sizes
 it never saw are off its training distribution.  Stored under ``KEY``.
 
@@ -19,7 +19,8 @@ pixel budget per iteration of 64 x 64 x 16 = 256 x 256 x 1; 256 uses batch 2), k
 schedule the model is fine-tuned on (``--schedule``: the official one, the scipy fit of eta(t), the
 report's preset; ``ctlib.train.make_schedule``).  ``--only NAME ...`` reruns some rows and keeps the
 others.  A run folder already holding ``model.pt`` is scored, not retrained.  Scores on the first
-``--images`` test photos at their full 256 x 256 size (the table's seeded prior noise): bicubic,
+``--images`` test photos at their full 256 x 256 size (the table's per-image prior noise,
+``ctlib.pipeline.image_noise``): bicubic,
 x0_hat(x_T, 1), Euler and exp1 at nfe = 15, rho = 1 (exp1 solves each step exactly with x0_hat held
 fixed: Euler's shortfall against it is step error, not the model).  Stored under ``finetune_sweep``.
 
@@ -34,23 +35,22 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from _choices import store_entry
+from _choices import STORE, sr_rows, store_entry
 
+from ctlib import pipeline
 from ctlib.data import load_bundled_test_set
 from ctlib.data.datasets import bicubic_lr
-from ctlib.diffusion import prior_sample
-from ctlib.evaluate import seeded_prior
+from ctlib.files import REPO_ROOT
 from ctlib.metrics import psnr
-from ctlib.nn import denoiser_from_checkpoint
-from ctlib.samplers import sample
+from ctlib.profiles import SHIPPED_CHECKPOINTS
 from ctlib.train import make_schedule
 
-ROOT = Path(__file__).resolve().parent.parent
-BASELINE = ROOT / "data" / "checkpoints" / "baseline_discrete.pt"
+BASELINE = REPO_ROOT / SHIPPED_CHECKPOINTS["baseline"]
 #: name -> (crop size, batch size, kappa, min_scale of the scale augmentation, schedule) of the 300-iteration
 #: fine-tunes (schedule: ``ctlib.train.make_schedule``; the rows before the ``*_fit`` / ``*_report`` ones were
 #: fine-tuned on the official schedule)
@@ -70,43 +70,32 @@ SWEEP = {
 ITERATIONS = 300
 
 
-def psnr_y(x: torch.Tensor, hr: torch.Tensor) -> np.ndarray:
-    """Per-image PSNR-Y of a [-1, 1] output against the [0, 1] HR."""
-    return np.asarray(psnr((x.clamp(-1, 1) + 1) / 2, hr, y_channel=True, quantize=True))
-
-
-def score(den, hr: torch.Tensor, lr: torch.Tensor, generator: torch.Generator | None = None,
+def score(model, hr: torch.Tensor, lr: torch.Tensor, seed: int | None = None,
           with_exp1: bool = False) -> dict[str, np.ndarray]:
     """Per-image PSNR-Y of bicubic, x0_hat(x_T, 1) and Euler nfe 15 rho 1 (and, ``with_exp1``, of the
     exact-step exp1 solver on the same grid: what Euler would give without its step error) on the pairs
-    (hr, lr) with the denoiser ``den``; x_T from ``generator`` when given, else the table's seeded prior."""
-    with torch.no_grad():
-        cond = den.condition(lr * 2 - 1)
-        if generator is None:
-            x_T = seeded_prior(cond, range(len(lr)))
-        else:
-            s = den.schedule
-            x_T = prior_sample(cond.y, float(s.eta(1.0)), s.kappa,
-                               noise=torch.randn(cond.y.shape, generator=generator))
-        x0_hat = cond(x_T, torch.ones(len(lr), dtype=torch.float64), cond.y)
-        euler = sample(cond, cond.y, schedule=den.schedule, solver="euler", nfe=15, rho=1.0, x_T=x_T)
-        got = {"bicubic": psnr_y(cond.y, hr), "x0_hat_t1": psnr_y(x0_hat, hr), "euler_nfe15_rho1": psnr_y(euler, hr)}
-        if with_exp1:
-            exp1 = sample(cond, cond.y, schedule=den.schedule, solver="exp1", nfe=15, rho=1.0, x_T=x_T)
-            got["exp1_nfe15_rho1"] = psnr_y(exp1, hr)
-    return got
+    (hr, lr) with ``model``; x_T from one generator seeded ``seed`` for the batch when given
+    (``pipeline.batch_noise``), else the table's per-image noise (``pipeline.image_noise``)."""
+    names = ["bicubic", "x0_hat_t1", "euler_nfe15_rho1"] + (["exp1_nfe15_rho1"] if with_exp1 else [])
+    if seed is None:
+        noise = partial(pipeline.image_noise, range(len(lr)))
+    else:
+        def noise() -> pipeline.NoiseSource:
+            return pipeline.batch_noise(torch.Generator().manual_seed(seed))
+    return {key: np.asarray(psnr(sr, hr, y_channel=True, quantize=True))
+            for key, sr in sr_rows(model, lr, noise, names).items()}
 
 
 def tiles(checkpoint: Path, images: int) -> dict:
     hr_full = load_bundled_test_set(limit=images).hr
-    den = denoiser_from_checkpoint(checkpoint).eval()
+    model = pipeline.load_model(checkpoint)
     rows = {}
     for size in (64, 128, 256):
         k = 256 // size
         tiles_hr = hr_full.unfold(2, size, size).unfold(3, size, size).permute(0, 2, 3, 1, 4, 5)
         tiles_hr = tiles_hr.reshape(-1, 3, size, size).contiguous()
         lr = bicubic_lr(tiles_hr.double()).float()
-        per_tile = score(den, tiles_hr, lr, generator=torch.Generator().manual_seed(0))
+        per_tile = score(model, tiles_hr, lr, seed=0)
         # an image's PSNR from the mean of its tiles' MSE (10^(-PSNR/10) is the MSE on [0, 1])
         row = {}
         for key, p in per_tile.items():
@@ -115,7 +104,7 @@ def tiles(checkpoint: Path, images: int) -> dict:
         rows[str(size)] = row
         print(f"tiles of {size}: {row}", flush=True)
     return {"checkpoint": str(checkpoint), "images": images, "psnr_y_by_tile_size": rows,
-            "command": f"python scripts/finetune_choices.py tiles {checkpoint} KEY --images {images}"}
+            "command": f"python experiments/finetune_choices.py tiles {checkpoint} KEY --images {images}"}
 
 
 def sweep(runs_dir: Path, images: int, only: list[str] | None, kept: dict | None = None) -> dict:
@@ -143,15 +132,15 @@ def sweep(runs_dir: Path, images: int, only: list[str] | None, kept: dict | None
         if got_recipe != want:
             raise SystemExit(f"{out} holds another run (crop, batch, kappa, min_scale, schedule, iterations = "
                              f"{got_recipe}, expected {want}): move it away or pick another --runs-dir")
-        got = score(denoiser_from_checkpoint(out / "model.pt").eval(), test.hr, test.lr, with_exp1=True)
+        got = score(pipeline.load_model(out / "model.pt"), test.hr, test.lr, with_exp1=True)
         rows[name] = {"crop_size": crop, "batch_size": batch, "kappa": kappa, "min_scale": min_scale,
                       "schedule": schedule, "iterations": ITERATIONS,
                       **{k: round(float(v.mean()), 3) for k, v in got.items()}}
         print(f"{name}: {rows[name]}", flush=True)
-    return {"init": str(BASELINE.relative_to(ROOT)), "images": images, "results": rows,
+    return {"init": str(BASELINE.relative_to(REPO_ROOT)), "images": images, "results": rows,
             "recipe": "continuous fine-tune, 300 iterations, lr 3e-4, warm-up 20, cosine decay, EMA 0.995, seed 2, "
                       "2 one-thread torchrun processes",
-            "command": f"python scripts/finetune_choices.py sweep --runs-dir RUNS --images {images}"}
+            "command": f"python experiments/finetune_choices.py sweep --runs-dir RUNS --images {images}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("checkpoint", type=Path)
     tp.add_argument("key")
     sp = sub.add_parser("sweep")
-    sp.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "finetune_sweep")
+    sp.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "finetune_sweep")
     sp.add_argument("--only", nargs="+", choices=list(SWEEP))
     for p in (tp, sp):
         p.add_argument("--images", type=int, default=8)
-        p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints" / "training_choices.json")
+        p.add_argument("--out", type=Path, default=STORE)
     args = ap.parse_args(argv)
     if not 1 <= args.images <= 26:
         ap.error(f"--images must be between 1 and 26 (the bundled test photos), got {args.images}")
