@@ -29,7 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: the repository's top-level folders a path citation starts with
-TOP = ("benchmarks", "ctlib", "data", "docs", "notebooks", "scripts", "tests")
+TOP = ("benchmarks", "ctlib", "data", "docs", "experiments", "notebooks", "scripts", "tests")
 #: what is scanned for citations
 SCAN_GLOBS = (
     "*.md",
@@ -37,6 +37,7 @@ SCAN_GLOBS = (
     "tests/**/*.py", "tests/**/*.md",
     "benchmarks/**/*.py", "benchmarks/**/*.md",
     "scripts/**/*.py", "scripts/**/*.md",
+    "experiments/**/*.py", "experiments/**/*.md",
     "notebooks/src/**/*.py", "notebooks/**/*.md",
     "data/**/*.md",
     "docs/**/*.md",

@@ -79,7 +79,7 @@ def test_quality_json_one_step_rows_are_reproduced():
 
 
 def test_sampler_spread_entry_belongs_to_the_shipped_model():
-    """notebook 05 §3b's numbers (scripts/sampler_spread.py): the one-step and bicubic MSEs recompute
+    """notebook 05 §3b's numbers (experiments/sampler_spread.py): the one-step and bicubic MSEs recompute
     with the shipped continuous model, and the stored means obey the decomposition
     mse(sample) = mse(mean of K) + (K - 1)/K spread (linear, so it holds for the means too)."""
     from ctlib.metrics import rgb_to_y

@@ -425,7 +425,7 @@ assert abs(dispersion["exp2m", 40] - 1) < 0.1 and abs(dispersion["euler", 100] -
     "an accurate solve of the exact flow should scatter like the posterior (dispersion 1)"
 
 # %% [markdown]
-# The shipped continuous model, several Euler samples per photo, measured by `scripts/sampler_spread.py`: the MSE of
+# The shipped continuous model, several Euler samples per photo, measured by `experiments/sampler_spread.py`: the MSE of
 # the average of $k$ samples is the MSE of their mean plus spread$/k$, so averaging walks from a sample's error
 # towards $\hat x_0$'s. The plot is in MSE relative to $\hat x_0$'s (1: the one-step prediction, 2: a faithful
 # sample), every quantity a ratio of mean MSEs over the same photos.
