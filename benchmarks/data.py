@@ -21,7 +21,6 @@ load average at the start (results depend on the machine and its load).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -40,7 +39,7 @@ from ctlib.data.degradation import (
     jpeg_compress_pillow,
 )
 from ctlib.data.imresize import imresize
-from ctlib.files import REPO_ROOT
+from ctlib.files import REPO_ROOT, write_json
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "data.json"
 
@@ -125,8 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report, indent=2)
     print(f"wrote {args.out}")
     return report
 

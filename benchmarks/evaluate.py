@@ -12,7 +12,6 @@ few-step sweep).  Writes ``benchmarks/results/evaluate.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ctlib import data, pipeline, profiles
-from ctlib.files import REPO_ROOT
+from ctlib.files import REPO_ROOT, write_json
 
 EVALS_PER_IMAGE = 290
 
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"checkpoint": str(args.checkpoint), "threads": args.threads, "torch": torch.__version__,
            "machine": platform.machine(), "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
            "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc, indent=2)
     print(f"wrote {args.out}")
     return 0
 

@@ -14,7 +14,6 @@ JSON.  About 2 minutes on 2 idle cores (``--quick``: 4 images, nfe 5).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from ctlib import data, pipeline, profiles
-from ctlib.files import REPO_ROOT
+from ctlib.files import REPO_ROOT, write_json
 from ctlib.metrics import psnr, ssim
 from ctlib.nn import checkpoint
 
@@ -59,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": checkpoint.model_fingerprint(args.checkpoint),
               "eval_set": eval_set.description, "n_images": len(eval_set), "rows": rows,
               "seconds": time.perf_counter() - start, "threads": args.threads, "torch": torch.__version__}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_json(args.out, result, indent=1)
     print(f"{'solver':>6} {'nfe':>4} {'final step':>10} {'PSNR-Y':>7} {'SSIM-Y':>7}")
     for r in rows:
         print(f"{r['solver']:>6} {r['nfe']:>4} {r['final_step']:>10} {r['psnr_y']:7.2f} {r['ssim_y']:7.4f}")

@@ -29,7 +29,6 @@ summary tables.  About a minute on 2 CPU cores with the defaults; ``--quick`` fo
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctlib.files import REPO_ROOT
+from ctlib.files import REPO_ROOT, write_json
 from ctlib.samplers import (
     SOLVERS,
     STOCHASTIC_SOLVERS,
@@ -247,8 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                           "rhos": args.rhos, "nfes": args.nfes, "torch": torch.__version__},
                "schedules": {name: run_schedule(name, args) for name in args.schedules.split(",")}}
     results["runtime_s"] = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_json(args.out, results, indent=1)
     png = args.plot or args.out.with_suffix(".png")
     plot(results, png, "rel_err")
     plot(results, png.with_name(png.stem + "_w1.png"), "w1")

@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ctlib.files import REPO_ROOT
+from ctlib.files import REPO_ROOT, write_json
 
 
 def _rss_mib() -> float:
@@ -136,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"torch": torch.__version__, "machine": platform.machine(), "cpu_count": os.cpu_count(),
            "load_average_at_start": os.getloadavg(), "iterations": args.iterations, "warmup": args.warmup,
            "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(args.out, doc, indent=2)
     print(f"wrote {args.out}")
     return 0
 

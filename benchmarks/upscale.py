@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ctlib.files import REPO_ROOT
+from ctlib.files import REPO_ROOT, write_json
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "upscale.json"
 PHOTO = REPO_ROOT / "data" / "photos" / "train" / "aitzgorri_0.jpg"
@@ -203,8 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "cases": rows,
     }
     print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report, indent=2)
     print(f"wrote {args.out}")
     return report
 

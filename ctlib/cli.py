@@ -285,12 +285,11 @@ def _row_json(r: Any) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``python -m ctlib evaluate``: returns 0 on success, 1 when the solver row failed, 2 on bad input
     (every argument, the device and --out are checked before any image is read), 130 on Ctrl-C."""
-    import json
 
     from ._checks import check_device, check_int
     from .data.evalsets import check_crop, folder_eval_set
     from .evaluate import HIGHER_IS_BETTER, METRIC_KEYS, METRIC_TITLES, ROW_SOLVERS, RowSpec, evaluate_row
-    from .files import atomic_write, check_output_file, repo_path
+    from .files import check_output_file, repo_path, write_json
     from .nn.checkpoint import model_fingerprint
     from .pipeline import check_sampler, load_model
     from .table import format_table, row_record
@@ -361,8 +360,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                         "available": not (metric_info.get(k) or {}).get("reason")} for k in METRIC_KEYS},
         "rows": [_row_json(r) for r in rows],
     }
-    text = (json.dumps(doc, indent=1) + "\n").encode("utf-8")
-    atomic_write(out, lambda f: f.write(text))  # all or nothing: never half a JSON file
+    write_json(out, doc, indent=1)  # atomic: all or nothing, never half a JSON file
     print(format_table([row_record(r) for r in rows]))
     for k, info in doc["metrics"].items():
         if not info["available"] and k != "ms_ssim":

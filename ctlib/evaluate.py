@@ -60,7 +60,7 @@ from ._checks import check_int
 from .conclusions import REPORT_RHOS
 from .data import PairedTestSet, quantize_u8
 from .data.evalsets import SCALE
-from .files import from_json_value
+from .files import from_json_value, write_json
 from .nn.checkpoint import model_fingerprint
 from .pipeline import check_sampler, image_noise, load_model, super_resolve
 from .samplers import SOLVERS, min_nfe
@@ -382,7 +382,7 @@ def _write_row(results_dir: Path, row: RowResult, fingerprint: Mapping[str, Any]
         "seconds": round(row.seconds, 2),
         "n_images": len(row.names),
     }
-    json_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(json_path, meta, indent=1, sort_keys=True)
 
 
 def _read_row(results_dir: Path, spec: RowSpec, fingerprint: Mapping[str, Any], names: list[str]) -> RowResult | None:

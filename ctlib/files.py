@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import tempfile
@@ -15,7 +16,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["REPO_ROOT", "repo_path", "file_sha256", "json_value", "from_json_value", "check_output_dir", "check_output_file", "atomic_write"]
+__all__ = ["REPO_ROOT", "repo_path", "file_sha256", "json_value", "from_json_value", "write_json", "check_output_dir", "check_output_file", "atomic_write"]
 
 #: The checkout's root folder (where data/, notebooks/ and docs/ are).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -130,3 +131,10 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def write_json(path: str | os.PathLike, doc: Any, *, indent: int = 2, sort_keys: bool = False) -> Path:
+    """Write ``doc`` as indented JSON with one trailing newline, atomically (:func:`atomic_write`:
+    the folder is created, an old file is replaced only by a complete new one)."""
+    text = (json.dumps(doc, indent=indent, sort_keys=sort_keys) + "\n").encode("utf-8")
+    return atomic_write(path, lambda f: f.write(text))

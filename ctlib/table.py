@@ -36,7 +36,7 @@ from .evaluate import (
     sweep_rows,
     table_rows,
 )
-from .files import REPO_ROOT, file_sha256, from_json_value, json_value, repo_path
+from .files import REPO_ROOT, file_sha256, from_json_value, json_value, repo_path, write_json
 from .nn.checkpoint import model_fingerprint
 from .profiles import DEFAULT_CHECKPOINTS, EVAL_PROFILES, RECORD_DIR
 
@@ -252,7 +252,7 @@ def write_table(result: TableResult) -> dict[str, Path]:
         "rows": records,
     }
     paths = {"json": out / "table.json", "csv": out / "table.csv", "md": out / "table.md"}
-    paths["json"].write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    write_json(paths["json"], doc, indent=1)
     with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["key", "label", "group", "model", "solver", "nfe", "rho", "status", "reason", "n_images",

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ctlib import pipeline
-from ctlib.files import REPO_ROOT, atomic_write
+from ctlib.files import REPO_ROOT, write_json
 
 #: where the experiments store their results (one entry per key; ``experiments/README.md``)
 STORE = REPO_ROOT / "data" / "checkpoints" / "training_choices.json"
@@ -38,11 +38,6 @@ def sr_rows(model: Any, lr: torch.Tensor, noise: Callable[[], pipeline.NoiseSour
             solver, nfe = row
             out[name] = pipeline.super_resolve(model, lr, solver=solver, nfe=nfe, rho=1.0, noise=noise())
     return out
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to ``path`` atomically (indented, one trailing newline)."""
-    atomic_write(path, lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
 
 
 def store_entry(path: Path, key: str, entry: dict[str, Any]) -> None:

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _choices import STORE, sr_rows, write_json
+from _choices import STORE, sr_rows
 
 from ctlib import pipeline
 from ctlib.data import load_bundled_test_set
+from ctlib.files import write_json
 from ctlib.metrics import psnr
 from ctlib.train import read_log, run_training
 
