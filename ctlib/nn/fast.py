@@ -3,21 +3,33 @@ r"""The inference fast path: :func:`accelerate` makes a kit network run faster w
 The plain modules (``ctlib.nn.unet``, ``ctlib.nn.swin``, ``ctlib.nn.vq``) are the official port and
 stay exactly as they are.  ``accelerate(model)`` gives selected submodules of ``model`` a faster
 ``forward`` (an instance attribute; the class is untouched) that computes the same function with
-fewer memory passes; every parameter, buffer and state-dict key stays as it is, so a checkpoint
+fewer memory passes and, where an identity allows it, fewer operations; every parameter, buffer and state-dict key stays as it is, so a checkpoint
 saved after accelerating loads in a plain model, and :func:`plain` undoes it.
 
-What the fast forwards do (all of it float32/float64, CPU or CUDA):
+What the fast forwards do (all of it float32/float64, CPU or CUDA unless said otherwise):
 
+* **pre-packed convolutions** (UNets, CPU float32): every convolution runs through oneDNN
+  (``mkldnn::_convolution_pointwise``) with its weight packed once into oneDNN's blocked layout
+  for the input size (cached with the module, rebuilt when the weight changes) instead of being
+  reordered on every call, which is most of a convolution's time on small maps (8 x 8: 2-4x);
+* **channels-last activations** inside UNets: the convolutions, GroupNorms and Swin layers read
+  and write ``(B, H, W, C)`` memory; 1x1 convolutions are matrix products of that view; the
+  output returns in the default layout;
+* **nearest-x2 upsampling + 3x3 convolution as one 2x2 convolution** with four phase kernels
+  (``Upsample``: 16 instead of 36 multiply-adds per output pixel and channel, no upsampled copy);
+* **fused residuals**: ``conv2(h) + skip`` of a ResBlock, ``fc2(m) + t`` of a Swin MLP as one call;
+  the MLP's exact GELU inside its first matrix product (oneDNN post-ops, CPU float32); for batch 1
+  ``GroupNorm(h) (1 + scale) + shift`` as one GroupNorm with the scale and shift folded into its
+  affine parameters;
 * **Swin layers in token layout**: a whole :class:`~ctlib.nn.swin.BasicLayer` runs on a
   ``(B, H, W, C)`` map, so its 1x1 convolutions (patch embedding, MLP) are plain matrix products
-  (``F.linear``, no im2col), the two GroupNorms read the channels-last view, and the cyclic shift
-  plus window partition is one cached row gather (and its inverse one scatter), instead of a roll
-  and a permuted copy each way;
+  (no im2col), the two GroupNorms read the channels-last view, and the cyclic shift plus window
+  partition is one cached row gather (and its inverse one scatter), instead of a roll and a
+  permuted copy each way;
 * **cached attention bias**: the relative-position bias plus the shifted-window mask of each
   block, built once per feature size, device and dtype (and rebuilt when the bias table changes);
-* **fused element-wise work**: GroupNorm then SiLU in place, ``shift + h (1 + scale)`` as one
-  ``addcmul``, residual additions in place, no dropout calls;
-* ``channels_last`` weights for narrow networks (the bundled pixel model; see :func:`accelerate`);
+* **fused element-wise work**: GroupNorm then SiLU in place, residual additions in place, no
+  dropout calls;
 * optionally ``torch.compile`` of the network's forward (``compile=True``; off by default: on a
   CPU it costs minutes of compilation per input shape for little gain, and any failure falls back
   to the eager fast path);
@@ -34,6 +46,7 @@ float64), and ``benchmarks/networks.py`` measures plain against fast side by sid
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable
 from typing import Any
@@ -43,14 +56,51 @@ import torch.nn.functional as F
 from torch import nn
 
 from .swin import BasicLayer, SwinTransformerBlock
-from .unet import ResBlock, UNetModelSwin
+from .unet import ResBlock, UNetModelSwin, Upsample
 from .vq import AttnBlock, Decoder, Encoder, ResnetBlock
+from .vq import _Upsample as _VQUpsample
 
-__all__ = ["accelerate", "plain", "is_accelerated", "FAST_DTYPES", "CHANNELS_LAST_MAX_WIDTH"]
+__all__ = ["accelerate", "plain", "is_accelerated", "FAST_DTYPES"]
 
 FAST_DTYPES = (torch.float32, torch.float64)
-CHANNELS_LAST_MAX_WIDTH = 128
 _FLAG = "_ctlib_fast"
+_CACHE = "_ctlib_fast_cache"  # per-module derived tensors (a _Cache)
+_PREPACK = "_ctlib_fast_prepack"  # on a Conv2d: run it with a pre-packed oneDNN weight (CPU float32)
+_CL_IN = "_ctlib_fast_channels_last"  # on a Conv2d: run it on channels-last activations
+_MARKS = (_FLAG, _CACHE, _PREPACK, _CL_IN, "_ctlib_cuda_autocast")
+
+
+class _Cache(dict):
+    """Per-module derived tensors (packed weights, fused kernels, indices, attention biases), each
+    stored with the versions of the parameters it was made from.  Never copied or pickled: a deep
+    copy or an unpickled module starts with an empty cache."""
+
+    def __deepcopy__(self, memo: dict) -> _Cache:
+        return _Cache()
+
+    def __reduce__(self) -> tuple:
+        return (_Cache, ())
+
+
+def _cache(module: nn.Module) -> _Cache:
+    cache = module.__dict__.get(_CACHE)
+    if cache is None:
+        cache = module.__dict__[_CACHE] = _Cache()
+    return cache
+
+
+def _cached(module: nn.Module, name: str, sources: tuple[torch.Tensor, ...], make: Callable[[], Any],
+            extra: tuple = ()) -> Any:
+    """``make()``, cached on ``module`` under ``name`` until one of ``sources`` changes (in place or
+    replaced) or ``extra`` differs."""
+    key = tuple(_version(s) for s in sources) + extra
+    cache = _cache(module)
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = make()
+    cache[name] = (key, value)
+    return value
 
 
 def _fast_ok(x: torch.Tensor) -> bool:
@@ -68,6 +118,152 @@ def _swish_(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x).mul_(x)
 
 
+def _version(t: torch.Tensor) -> tuple:
+    """Identity of a tensor's current values: (version counter, storage address)."""
+    try:
+        return (t._version, t.data_ptr())
+    except RuntimeError:  # an inference tensor (model built under inference_mode) has no version
+        return (None, t.data_ptr())
+
+
+# ---------------------------------------------------------------------------------------------
+# convolutions: oneDNN with pre-packed weights, channels-last activations, nearest-x2 + conv fused
+# ---------------------------------------------------------------------------------------------
+_CL = torch.channels_last
+
+
+@functools.cache
+def _mkldnn_available() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
+def _sources(conv: nn.Conv2d) -> tuple[torch.Tensor, ...]:
+    return (conv.weight,) if conv.bias is None else (conv.weight, conv.bias)
+
+
+def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
+              other: torch.Tensor | None = None, *, cache: nn.Module | None = None,
+              sources: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+    """``conv2d(x, weight, bias, stride, padding, dilation, groups) (+ other)``, ``geometry`` =
+    (padding, stride, dilation, groups), zero padding.
+
+    With ``cache`` (a module) and a float32 CPU input, oneDNN runs it with ``weight`` packed once
+    into its blocked layout (cached on ``cache``, rebuilt when one of ``sources``, the parameters
+    ``weight`` is made of, changes) instead of reordering the weight on every call, and adds
+    ``other`` inside the convolution; the output keeps ``x``'s memory format."""
+    padding, stride, dilation, groups = geometry
+    if (cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
+            and torch.backends.mkldnn.enabled and _mkldnn_available()):
+        # oneDNN picks the blocked layout for the input size (a layout packed for another size can
+        # cost a reorder per call, 70x slower for some 1x1 convolutions): one entry, for the last size
+        packed = _cached(cache, "packed", sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
+            weight.detach().contiguous().to_mkldnn(), list(padding), list(stride), list(dilation), groups,
+            list(x.shape)), extra=(tuple(x.shape),))
+        channels_last = x.is_contiguous(memory_format=_CL) and not x.is_contiguous()
+        if not (channels_last or x.is_contiguous()):
+            x = x.contiguous()
+        args = (list(padding), list(stride), list(dilation), groups)
+        if other is None:
+            return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, *args, "none", [], "")
+        other = other.contiguous(memory_format=_CL if channels_last else torch.contiguous_format)
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, packed, bias, *args, "add", None, None, [], None)
+    out = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return out if other is None else out.add_(other)
+
+
+def _conv(x: torch.Tensor, conv: nn.Conv2d, other: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv(x) (+ other)``: pre-packed (see :func:`_run_conv`) when ``accelerate`` marked ``conv``
+    for it, on channels-last input when it marked it channels-last (else the output keeps the
+    default layout of a default-layout input)."""
+    channels_last = bool(conv.__dict__.get(_CL_IN))
+    if channels_last and x.shape[1] > 4:
+        x = x.contiguous(memory_format=_CL)
+    geometry = (conv.padding, conv.stride, conv.dilation, conv.groups)
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        out = nn.Conv2d.forward(conv, x)
+        out = out if other is None else out.add_(other)
+    elif geometry == ((0, 0), (1, 1), (1, 1), 1) and conv.kernel_size == (1, 1) and x.is_contiguous(memory_format=_CL):
+        # a 1x1 convolution of a channels-last map is a matrix product of its (B, H, W, C) view
+        other = None if other is None else other.permute(0, 2, 3, 1)
+        out = _linear_1x1(x.permute(0, 2, 3, 1), conv, other=other).permute(0, 3, 1, 2)
+    else:
+        cache = conv if conv.__dict__.get(_PREPACK) else None
+        out = _run_conv(x, conv.weight, conv.bias, geometry, other, cache=cache, sources=_sources(conv))
+    if not channels_last and x.is_contiguous() and not out.is_contiguous():
+        out = out.contiguous()  # oneDNN may answer channels-last
+    return out
+
+
+def _conv2d_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    if not _fast_ok(x) or x.dim() != 4:
+        return nn.Conv2d.forward(self, x)
+    return _conv(x, self)
+
+
+_ROWS = {0: ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), 1: ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))}
+_PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _subpixel_weights(owner: nn.Module, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The 2x2 kernels ``(4 C_out, C_in, 2, 2)`` (phases (a, b) in :data:`_PHASES` order) whose
+    convolution of ``x`` (padding 1) gives ``conv(nearest_x2(x))``; cached on ``owner``.
+
+    Output pixel ``(2i + a, 2j + b)`` of the 3x3 convolution of the upsampled map reads rows
+    ``i - 1, i, i, `` (``a = 0``) or ``i, i, i + 1`` (``a = 1``) of ``x``, so its kernel rows
+    collapse to two: ``R_a W R_b^T`` with ``R_0 = [[1,0,0],[0,1,1]]``, ``R_1 = [[1,1,0],[0,0,1]]``
+    (summed in float64, rounded once)."""
+    def make() -> tuple[torch.Tensor, torch.Tensor | None]:
+        w = conv.weight.detach()
+        rows = {a: torch.tensor(r, dtype=torch.float64, device=w.device) for a, r in _ROWS.items()}
+        kernels = [torch.einsum("ik,ockl,jl->ocij", rows[a], w.double(), rows[b]) for a, b in _PHASES]
+        bias = None if conv.bias is None else conv.bias.detach().repeat(4)
+        return torch.cat(kernels).to(w.dtype), bias
+
+    return _cached(owner, "subpixel", _sources(conv), make, (conv.weight.dtype, conv.weight.device))
+
+
+def _upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(F.interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, stride-1, padding-1 conv,
+    as one convolution of ``x`` with four 2x2 kernels (16 instead of 36 multiply-adds per output
+    pixel and channel, and no upsampled copy of ``x``), then an interleave of the four phases."""
+    weight, bias = _subpixel_weights(owner, conv)
+    if conv.__dict__.get(_CL_IN) and x.shape[1] > 4:
+        x = x.contiguous(memory_format=_CL)
+    cache = owner if conv.__dict__.get(_PREPACK) else None
+    phases = _run_conv(x, weight, bias, ((1, 1), (1, 1), (1, 1), 1), cache=cache, sources=_sources(conv))
+    B, _, H, W = x.shape
+    c = conv.out_channels
+    if x.is_contiguous(memory_format=_CL) and not x.is_contiguous():  # the output takes x's layout
+        out = torch.empty((B, c, 2 * H, 2 * W), dtype=phases.dtype, device=phases.device, memory_format=_CL)
+        dst = out.permute(0, 2, 3, 1).view(B, H, 2, W, 2, c)
+        src = phases.permute(0, 2, 3, 1)
+        for p, (a, b) in enumerate(_PHASES):
+            dst[:, :, a, :, b].copy_(src[:, a:a + H, b:b + W, p * c:(p + 1) * c])
+    else:
+        out = torch.empty((B, c, 2 * H, 2 * W), dtype=phases.dtype, device=phases.device)
+        dst = out.view(B, c, H, 2, W, 2)
+        for p, (a, b) in enumerate(_PHASES):
+            dst[:, :, :, a, :, b].copy_(phases[:, p * c:(p + 1) * c, a:a + H, b:b + W])
+    return out
+
+
+def _subpixel_ok(conv: nn.Conv2d) -> bool:
+    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
+
+
+def _upsample_forward(self: Upsample, x: torch.Tensor) -> torch.Tensor:
+    if not _fast_ok(x) or not self.use_conv or not _subpixel_ok(self.conv):
+        return Upsample.forward(self, x)
+    return _upsample_conv(self, self.conv, x)
+
+
+def _vq_upsample_forward(self: _VQUpsample, x: torch.Tensor) -> torch.Tensor:
+    if not _fast_ok(x) or not self.with_conv or not _subpixel_ok(self.conv):
+        return _VQUpsample.forward(self, x)
+    return _upsample_conv(self, self.conv, x)
+
+
 # ---------------------------------------------------------------------------------------------
 # UNet ResBlock
 # ---------------------------------------------------------------------------------------------
@@ -75,17 +271,21 @@ def _resblock_forward(self: ResBlock, x: torch.Tensor, emb: torch.Tensor) -> tor
     if self.updown or not _fast_ok(x):
         return ResBlock.forward(self, x, emb)
     norm1, _, conv1 = self.in_layers
-    h = conv1(F.silu(_group_norm(x, norm1), inplace=True))
-    emb_out = self.emb_layers(emb).type(h.dtype)[:, :, None, None]
+    h = _conv(F.silu(_group_norm(x, norm1), inplace=True), conv1)
+    emb_out = self.emb_layers(emb).type(h.dtype)
     norm2, conv2 = self.out_layers[0], self.out_layers[3]
-    h = _group_norm(h, norm2)
     if self.use_scale_shift_norm:
         scale, shift = emb_out.chunk(2, dim=1)
-        h = torch.addcmul(shift, h, 1 + scale)
+        if h.shape[0] == 1:  # fold (1 + scale), shift into the GroupNorm's affine: one pass
+            gain = 1 + scale[0]
+            h = F.group_norm(h, norm2.num_groups, norm2.weight * gain, torch.addcmul(shift[0], norm2.bias, gain),
+                             norm2.eps)
+        else:
+            h = torch.addcmul(shift[:, :, None, None], _group_norm(h, norm2), (1 + scale)[:, :, None, None])
     else:
-        h = h + emb_out
-    h = conv2(F.silu(h, inplace=True))
-    return h.add_(self.skip_connection(x))
+        h = _group_norm(h.add_(emb_out[:, :, None, None]), norm2)
+    skip = x if isinstance(self.skip_connection, nn.Identity) else self.skip_connection(x)
+    return _conv(F.silu(h, inplace=True), conv2, skip)  # conv2(h) + skip in one pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,50 +304,31 @@ def _window_index(H: int, W: int, w: int, s: int, device: torch.device) -> torch
     return (rows * W + cols).reshape(-1).to(device)
 
 
-class _BlockCache:
-    """Per-block cache: gather/scatter indices and the attention bias for one feature size."""
-
-    def __init__(self) -> None:
-        self.index: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.bias: dict[tuple, torch.Tensor] = {}
-
-
-def _cache(block: SwinTransformerBlock) -> _BlockCache:
-    cache = block.__dict__.get("_ctlib_fast_cache")
-    if cache is None:
-        cache = block.__dict__["_ctlib_fast_cache"] = _BlockCache()
-    return cache
-
-
 def _indices(block: SwinTransformerBlock, H: int, W: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    cache = _cache(block)
+    index = _cache(block).setdefault("index", {})
     key = (H, W, device)
-    if key not in cache.index:
+    if key not in index:
         gather = _window_index(H, W, block.window_size, block.shift_size, device)
         scatter = torch.empty_like(gather)
         scatter[gather] = torch.arange(gather.numel(), device=device)
-        cache.index[key] = (gather, scatter)
-    return cache.index[key]
+        index[key] = (gather, scatter)
+    return index[key]
 
 
 def _attn_bias(block: SwinTransformerBlock, H: int, W: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Relative-position bias (+ shifted-window mask): ``(1, heads, N, N)`` unshifted, else
     ``(nW, heads, N, N)``; cached per size, device and dtype, rebuilt when the table changes."""
-    table = block.attn.relative_position_bias_table
-    cache = _cache(block)
+    biases = _cache(block).setdefault("bias", {})
     key = (H, W, device, dtype)
-    try:
-        version = (table._version, table.data_ptr())
-    except RuntimeError:  # an inference tensor (model built under inference_mode) has no version
-        version = (None, table.data_ptr())
-    hit = cache.bias.get(key)
+    version = _version(block.attn.relative_position_bias_table)
+    hit = biases.get(key)
     if hit is not None and hit[0] == version:
         return hit[1]
     bias = block.attn.position_bias().to(dtype)  # (heads, N, N)
     mask = block.mask_for(H, W, device, bias.dtype)
     bias = bias.unsqueeze(0) if mask is None else bias.unsqueeze(0) + mask.unsqueeze(1)
     bias = bias.contiguous()
-    cache.bias[key] = (version, bias)
+    biases[key] = (version, bias)
     return bias
 
 
@@ -157,13 +338,36 @@ def _norm_tokens(t: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
     return out if out.is_contiguous() else out.contiguous()
 
 
-def _linear_1x1(t: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """A 1x1 convolution applied to a ``(..., C)`` token tensor."""
-    return F.linear(t, conv.weight.reshape(conv.out_channels, conv.in_channels), conv.bias)
+@functools.cache
+def _onednn_linear_available() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, gelu: bool = False,
+            other: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, then exact GELU or ``+ other``: on CPU float32 one oneDNN call
+    with the GELU / addition fused into the matrix product (no extra pass over the output)."""
+    if (x.dtype == torch.float32 and x.device.type == "cpu" and weight.dtype == torch.float32
+            and torch.backends.mkldnn.enabled and _onednn_linear_available()):
+        if other is None:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [],
+                                                      "none" if gelu else "")
+        if not gelu:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other.contiguous(), weight, bias, "add")
+    out = F.linear(x, weight, bias)
+    if gelu:
+        out = F.gelu(out)
+    return out if other is None else out.add_(other)
+
+
+def _linear_1x1(t: torch.Tensor, conv: nn.Conv2d, *, gelu: bool = False, other: torch.Tensor | None = None) -> torch.Tensor:
+    """A 1x1 convolution applied to a ``(..., C)`` token tensor (see :func:`_linear`)."""
+    return _linear(t, conv.weight.reshape(conv.out_channels, conv.in_channels), conv.bias, gelu=gelu, other=other)
 
 
 def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
-    """One Swin block on a contiguous ``(B, H, W, C)`` map; returns a new ``(B, H, W, C)`` map."""
+    """One Swin block on a contiguous ``(B, H, W, C)`` map; returns a new ``(B, H, W, C)`` map
+    (``t`` itself is overwritten)."""
     B, H, W, C = t.shape
     w = block.window_size
     if H % w or W % w:
@@ -173,7 +377,7 @@ def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
     gather, scatter = _indices(block, H, W, t.device)
     h = _norm_tokens(t, block.norm1).view(B, H * W, C)
     windows = h.index_select(1, gather)  # (B, nW * N, C): roll + window partition in one gather
-    qkv = F.linear(windows, attn.qkv.weight, attn.qkv.bias)
+    qkv = _linear(windows, attn.qkv.weight, attn.qkv.bias)
     qkv = qkv.view(B, n_win, n, 3, heads, C // heads).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, h, N, d)
     bias = _attn_bias(block, H, W, t.device, t.dtype)  # (1 or nW, heads, N, N)
     if bias.shape[0] == 1 or B == 1:
@@ -183,10 +387,10 @@ def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
         bias = bias.view(1, n_win * heads, n, n)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
     out = out.view(B, n_win, heads, n, C // heads).transpose(2, 3).reshape(B, n_win * n, C)
-    out = F.linear(out, attn.proj.weight, attn.proj.bias)
+    out = _linear(out, attn.proj.weight, attn.proj.bias)
     t = out.index_select(1, scatter).view(B, H, W, C).add_(t)  # window reverse + roll back
-    m = F.gelu(_linear_1x1(_norm_tokens(t, block.norm2), block.mlp.fc1))
-    return _linear_1x1(m, block.mlp.fc2).add_(t)
+    m = _linear_1x1(_norm_tokens(t, block.norm2), block.mlp.fc1, gelu=True)
+    return _linear_1x1(m, block.mlp.fc2, other=t)
 
 
 def _basic_layer_forward(self: BasicLayer, x: torch.Tensor) -> torch.Tensor:
@@ -206,8 +410,9 @@ def _unet_forward(self: UNetModelSwin, x: torch.Tensor, timesteps: torch.Tensor,
     autocast = self.__dict__.get("_ctlib_cuda_autocast")
     if autocast is not None and x.is_cuda and not torch.is_autocast_enabled("cuda"):
         with torch.autocast("cuda", dtype=autocast):
-            return UNetModelSwin.forward(self, x, timesteps, lq=lq, mask=mask).float()
-    return UNetModelSwin.forward(self, x, timesteps, lq=lq, mask=mask)
+            return UNetModelSwin.forward(self, x, timesteps, lq=lq, mask=mask).float().contiguous()
+    # the convolutions may run channels-last inside; callers get the default layout
+    return UNetModelSwin.forward(self, x, timesteps, lq=lq, mask=mask).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +453,7 @@ def _decoder_forward(self: Decoder, z: torch.Tensor) -> torch.Tensor:
                 h = level.attn[i_block](h)
         if i_level != 0:
             h = level.upsample(h)
-    h = self.conv_out(_swish_(_group_norm(h, self.norm_out)))
+    h = self.conv_out(_swish_(_group_norm(h, self.norm_out))).contiguous()
     return torch.tanh(h) if self.tanh_out else h
 
 
@@ -264,10 +469,13 @@ def _encoder_forward(self: Encoder, x: torch.Tensor) -> torch.Tensor:
         if i_level != self.num_resolutions - 1:
             h = level.downsample(h)
     h = self.mid(h)
-    return self.conv_out(_swish_(_group_norm(h, self.norm_out)))
+    return self.conv_out(_swish_(_group_norm(h, self.norm_out))).contiguous()
 
 
 _FAST_FORWARDS: dict[type, Callable[..., Any]] = {
+    nn.Conv2d: _conv2d_forward,
+    Upsample: _upsample_forward,
+    _VQUpsample: _vq_upsample_forward,
     ResBlock: _resblock_forward,
     BasicLayer: _basic_layer_forward,
     UNetModelSwin: _unet_forward,
@@ -286,13 +494,10 @@ def is_accelerated(model: nn.Module) -> bool:
     return bool(getattr(model, _FLAG, False))
 
 
-def _widest_conv_input(model: nn.Module) -> int:
-    return max((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), default=0)
-
-
 def accelerate(
     model: nn.Module,
     *,
+    prepack: bool | None = None,
     channels_last: bool | None = None,
     compile: bool = False,  # noqa: A002 - the torch name
     cuda_autocast: torch.dtype | None = None,
@@ -302,12 +507,14 @@ def accelerate(
 
     Weights, buffers and state-dict keys are unchanged.
 
-    ``channels_last``: store the 4-D weights channels-last (same values; oneDNN then runs the
-    convolutions without layout conversions).  ``None`` (default) decides by width: on for a narrow
-    UNet (no convolution with more than ``CHANNELS_LAST_MAX_WIDTH`` = 128 input channels, e.g. the
-    bundled pixel model: ~1.4x on the CPU), off for the v1 UNet and for autoencoders, where it
-    gains little (1.1x on the VQ-f4 decoder) and oneDNN's channels-last convolutions round about
-    5x further from the exact result than its default ones (~1e-5 on wide layers).
+    ``prepack`` (default on): on the CPU in float32, every convolution runs through oneDNN with its
+    weight packed once into oneDNN's blocked layout (built at the first call, kept with the module
+    and rebuilt when the weight changes) instead of being reordered on every call.  Costs memory
+    about the size of the convolution weights (~0.4 GB for the v1 UNet, 0.2 GB for the VQ-f4
+    autoencoder); ``prepack=False`` saves it.
+    ``channels_last``: run the convolutions on channels-last activations and store the 4-D weights
+    channels-last (same values).  ``None`` (default): on for UNets (inside the network only; the
+    output has the default layout), off for autoencoders.
     ``compile``: also ``torch.compile`` the model's ``forward`` (state-dict keys unchanged; if
     compilation fails, the first call warns and the eager fast path is used).  Off by default: on
     the CPU it does not pay (v1 UNet, one thread: 190 s of compilation for a 1.13x forward; bundled
@@ -320,6 +527,7 @@ def accelerate(
         raise TypeError(f"accelerate needs an nn.Module, got {type(model).__name__}")
     if cuda_autocast not in (None, torch.bfloat16, torch.float16):
         raise ValueError(f"cuda_autocast must be None, torch.bfloat16 or torch.float16, got {cuda_autocast!r}")
+    in_unet = {id(m) for unet in model.modules() if isinstance(unet, UNetModelSwin) for m in unet.modules()}
     for module in model.modules():
         fast = _FAST_FORWARDS.get(type(module))
         if fast is not None:
@@ -329,11 +537,12 @@ def accelerate(
                 module.__dict__.pop("_ctlib_cuda_autocast", None)
             else:
                 module.__dict__["_ctlib_cuda_autocast"] = cuda_autocast
+        if isinstance(module, nn.Conv2d):
+            module.__dict__[_PREPACK] = id(module) in in_unet if prepack is None else prepack
+            module.__dict__[_CL_IN] = id(module) in in_unet if channels_last is None else channels_last
+            if module.__dict__[_CL_IN]:
+                module.weight.data = module.weight.data.contiguous(memory_format=_CL)
     model.__dict__[_FLAG] = True
-    if channels_last is None:
-        channels_last = isinstance(model, UNetModelSwin) and _widest_conv_input(model) <= CHANNELS_LAST_MAX_WIDTH
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     if compile:
         _compile_forward(model)
     return model
@@ -344,7 +553,7 @@ def plain(model: nn.Module) -> nn.Module:
     go, and weights return to the default (contiguous) layout.  Returns ``model``."""
     for module in model.modules():
         module.__dict__.pop("forward", None)
-        for name in (_FLAG, "_ctlib_fast_cache", "_ctlib_cuda_autocast"):
+        for name in _MARKS:
             module.__dict__.pop(name, None)
     for p in model.parameters():  # strides, not is_contiguous(): a 1x1 kernel is "contiguous" either way
         if p.ndim == 4 and p.stride() != torch.empty(p.shape, device="meta").stride():
