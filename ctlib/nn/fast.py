@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .swin import BasicLayer, SwinTransformerBlock
-from .unet import ResBlock, UNetModelSwin, Upsample
+from .unet import ResBlock, TimestepEmbedSequential, UNetModelSwin, Upsample
 from .vq import AttnBlock, Decoder, Encoder, ResnetBlock
 from .vq import _Upsample as _VQUpsample
 
@@ -143,7 +143,7 @@ def _sources(conv: nn.Conv2d) -> tuple[torch.Tensor, ...]:
 
 def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
               other: torch.Tensor | None = None, *, cache: nn.Module | None = None,
-              sources: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+              sources: tuple[torch.Tensor, ...] = (), name: str = "packed") -> torch.Tensor:
     """``conv2d(x, weight, bias, stride, padding, dilation, groups) (+ other)``, ``geometry`` =
     (padding, stride, dilation, groups), zero padding.
 
@@ -156,7 +156,7 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
             and torch.backends.mkldnn.enabled and _mkldnn_available()):
         # oneDNN picks the blocked layout for the input size (a layout packed for another size can
         # cost a reorder per call, 70x slower for some 1x1 convolutions): one entry, for the last size
-        packed = _cached(cache, "packed", sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
+        packed = _cached(cache, name, sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
             weight.detach().contiguous().to_mkldnn(), list(padding), list(stride), list(dilation), groups,
             list(x.shape)), extra=(tuple(x.shape),))
         channels_last = x.is_contiguous(memory_format=_CL) and not x.is_contiguous()
@@ -267,13 +267,12 @@ def _vq_upsample_forward(self: _VQUpsample, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # UNet ResBlock
 # ---------------------------------------------------------------------------------------------
-def _resblock_forward(self: ResBlock, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-    if self.updown or not _fast_ok(x):
-        return ResBlock.forward(self, x, emb)
+def _resblock_hidden(self: ResBlock, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """A ResBlock's activations before its last convolution: ``SiLU(GroupNorm(conv1(...)) ...)``."""
     norm1, _, conv1 = self.in_layers
     h = _conv(F.silu(_group_norm(x, norm1), inplace=True), conv1)
     emb_out = self.emb_layers(emb).type(h.dtype)
-    norm2, conv2 = self.out_layers[0], self.out_layers[3]
+    norm2 = self.out_layers[0]
     if self.use_scale_shift_norm:
         scale, shift = emb_out.chunk(2, dim=1)
         if h.shape[0] == 1:  # fold (1 + scale), shift into the GroupNorm's affine: one pass
@@ -284,8 +283,14 @@ def _resblock_forward(self: ResBlock, x: torch.Tensor, emb: torch.Tensor) -> tor
             h = torch.addcmul(shift[:, :, None, None], _group_norm(h, norm2), (1 + scale)[:, :, None, None])
     else:
         h = _group_norm(h.add_(emb_out[:, :, None, None]), norm2)
+    return F.silu(h, inplace=True)
+
+
+def _resblock_forward(self: ResBlock, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    if self.updown or not _fast_ok(x):
+        return ResBlock.forward(self, x, emb)
     skip = x if isinstance(self.skip_connection, nn.Identity) else self.skip_connection(x)
-    return _conv(F.silu(h, inplace=True), conv2, skip)  # conv2(h) + skip in one pass
+    return _conv(_resblock_hidden(self, x, emb), self.out_layers[3], skip)  # conv2(h) + skip in one pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,16 +398,93 @@ def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
     return _linear_1x1(m, block.mlp.fc2, other=t)
 
 
-def _basic_layer_forward(self: BasicLayer, x: torch.Tensor) -> torch.Tensor:
-    plain_norms = isinstance(self.patch_embed.norm, nn.Identity) and isinstance(self.patch_unembed.norm, nn.Identity)
-    if not _fast_ok(x) or not plain_norms or self.patch_embed.proj.kernel_size != (1, 1):
-        return BasicLayer.forward(self, x)
-    t = _linear_1x1(x.permute(0, 2, 3, 1), self.patch_embed.proj)  # (B, H, W, E)
+def _tokens_layer(self: BasicLayer) -> bool:
+    """Whether the token-layout forward applies: no patch norms, 1x1 patch embedding."""
+    return (isinstance(self.patch_embed.norm, nn.Identity) and isinstance(self.patch_unembed.norm, nn.Identity)
+            and self.patch_embed.proj.kernel_size == (1, 1) and self.patch_embed.proj.stride == (1, 1))
+
+
+def _swin_tokens(self: BasicLayer, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The Swin blocks and the un-embedding of a layer, from its embedded ``(B, H, W, E)`` tokens;
+    the ``(B, C, H, W)`` output takes ``like``'s memory format."""
     for block in self.blocks:
         t = _block_tokens(block, t)
     out = _linear_1x1(t, self.patch_unembed.proj).permute(0, 3, 1, 2)
-    return out.contiguous(memory_format=torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
-                          and not x.is_contiguous() else torch.contiguous_format)
+    return out.contiguous(memory_format=_CL if like.is_contiguous(memory_format=_CL)
+                          and not like.is_contiguous() else torch.contiguous_format)
+
+
+def _basic_layer_forward(self: BasicLayer, x: torch.Tensor) -> torch.Tensor:
+    if not _fast_ok(x) or not _tokens_layer(self):
+        return BasicLayer.forward(self, x)
+    return _swin_tokens(self, _linear_1x1(x.permute(0, 2, 3, 1), self.patch_embed.proj), x)
+
+
+def _merge_ok(block: ResBlock, layer: BasicLayer) -> bool:
+    """Whether ``layer``'s patch embedding (a 1x1 convolution C -> E, nothing in between) should be
+    folded into ``block``'s last convolution and skip connection: when it saves multiply-adds,
+    i.e. for C > E (per pixel ``9 C_mid E + C_in E`` instead of ``9 C_mid C + C E (+ C_in C)``)."""
+    if block.updown or not isinstance(layer, BasicLayer) or not _tokens_layer(layer):
+        return False
+    conv2, skip = block.out_layers[3], block.skip_connection
+    if not (isinstance(skip, nn.Identity) or (isinstance(skip, nn.Conv2d) and skip.kernel_size == (1, 1))):
+        return False
+    c_in, c_mid, c, e = block.channels, conv2.in_channels, conv2.out_channels, layer.patch_embed.proj.out_channels
+    kernel = conv2.kernel_size[0] * conv2.kernel_size[1]
+    return kernel * c_mid * e + c_in * e < kernel * c_mid * c + c * e + (0 if isinstance(skip, nn.Identity) else c_in * c)
+
+
+def _merged_weights(block: ResBlock, layer: BasicLayer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(W_e W_2, W_e W_s, W_e (b_2 + b_s) + b_e)``: the patch embedding ``W_e`` composed with the
+    ResBlock's last convolution ``W_2`` and its skip ``W_s`` (identity or 1x1), in float64."""
+    conv2, skip, embed = block.out_layers[3], block.skip_connection, layer.patch_embed.proj
+
+    def make() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        w_e = embed.weight.detach().double().flatten(1)  # (E, C)
+        w2 = torch.einsum("ec,cikl->eikl", w_e, conv2.weight.detach().double())
+        bias = w_e @ conv2.bias.detach().double() + embed.bias.detach().double()
+        if isinstance(skip, nn.Identity):
+            w_s = w_e
+        else:
+            w_s = w_e @ skip.weight.detach().double().flatten(1)
+            bias = bias + w_e @ skip.bias.detach().double()
+        dtype = conv2.weight.dtype
+        return w2.to(dtype).contiguous(memory_format=_CL), w_s.to(dtype), bias.to(dtype)
+
+    sources = _sources(conv2) + _sources(embed) + (() if isinstance(skip, nn.Identity) else _sources(skip))
+    return _cached(layer, "merged", sources, make, (conv2.weight.dtype, conv2.weight.device))
+
+
+def _resblock_swin(block: ResBlock, layer: BasicLayer, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """``layer(block(x, emb))`` with the patch embedding folded into the block (:func:`_merge_ok`)."""
+    conv2 = block.out_layers[3]
+    w2, w_s, bias = _merged_weights(block, layer)
+    h = _resblock_hidden(block, x, emb)
+    channels_last = bool(conv2.__dict__.get(_CL_IN))
+    if channels_last:
+        x = x.contiguous(memory_format=_CL)
+    skip = _linear(x.permute(0, 2, 3, 1), w_s, bias).permute(0, 3, 1, 2)  # (B, E, H, W), channels-last
+    geometry = (conv2.padding, conv2.stride, conv2.dilation, conv2.groups)
+    cache = layer if conv2.__dict__.get(_PREPACK) else None
+    sources = _sources(conv2) + _sources(layer.patch_embed.proj)
+    t = _run_conv(h, w2, None, geometry, skip, cache=cache, sources=sources, name="packed_merged")
+    return _swin_tokens(layer, t.permute(0, 2, 3, 1).contiguous(), x)
+
+
+def _sequential_forward(self: TimestepEmbedSequential, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    if not _fast_ok(x):
+        return TimestepEmbedSequential.forward(self, x, emb)
+    layers = list(self)
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, ResBlock) and i + 1 < len(layers) and _merge_ok(layer, layers[i + 1]):
+            x = _resblock_swin(layer, layers[i + 1], x, emb)
+            i += 2
+            continue
+        x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+        i += 1
+    return x
 
 
 def _unet_forward(self: UNetModelSwin, x: torch.Tensor, timesteps: torch.Tensor, *, lq: torch.Tensor | None = None,
@@ -477,6 +559,7 @@ _FAST_FORWARDS: dict[type, Callable[..., Any]] = {
     Upsample: _upsample_forward,
     _VQUpsample: _vq_upsample_forward,
     ResBlock: _resblock_forward,
+    TimestepEmbedSequential: _sequential_forward,
     BasicLayer: _basic_layer_forward,
     UNetModelSwin: _unet_forward,
     ResnetBlock: _resnet_forward,
