@@ -1,4 +1,4 @@
-r"""Solver x rho x nfe sweeps on super-resolution test images: per-image CSVs, tables, figures, CLI.
+r"""Rows of a sweep: one way from LR to SR each, scored per image on a test set, cached as CSV.
 
 What a sweep does
 -----------------
@@ -15,9 +15,10 @@ discrete ResShift model; ``"continuous"``: its continuous-time fine-tune), or a 
   ``nfe = T``.
 
 Randomness: the prior noise of image ``i`` is ``eps_T ~ N(0, I)`` drawn from
-``torch.Generator().manual_seed(i + 1_000_000 * seed)`` (:func:`image_generator`), the same for every
-row, so rows differ only by the solver; the stochastic ``resshift`` rows then draw their per-step
-noise from the same generator (after ``eps_T``).  Results are identical on rerun.
+``torch.Generator().manual_seed(i + 1_000_000 * seed)`` (:func:`ctlib.pipeline.image_noise`), the same
+for every row, so rows differ only by the solver; the stochastic rows (``resshift``, ``euler_maruyama``)
+then draw their per-step noise from the same generator (after ``eps_T``).  Results are identical on
+rerun.
 
 Metrics (per image, on the 8-bit quantised SR image, as a saved PNG would be scored;
 :mod:`ctlib.metrics`): ``psnr_y``, ``ssim_y`` (official conventions, BT.601 Y, no border),
