@@ -19,7 +19,8 @@ from ctlib.nn.checkpoint import save_checkpoint
 from ctlib.nn.configs import V1_UNET, build_unet
 from ctlib.nn.denoiser import ResShiftDenoiser, build_official_denoiser, denoiser_from_checkpoint
 from ctlib.nn.fast import accelerate, is_accelerated, plain
-from ctlib.nn.unet import UNetModelSwin
+from ctlib.nn.swin import BasicLayer
+from ctlib.nn.unet import UNetModelSwin, Upsample
 from ctlib.nn.vq import VQModel
 from ctlib.schedule import ResShiftSchedule
 
@@ -182,18 +183,97 @@ def test_with_autograd_the_plain_forward_runs_bit_for_bit():
         torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0, msg=name)
 
 
-def test_bias_cache_follows_the_weights():
-    d = _unet_fixture()["inputs"]
-    model = _small_unet()
+def test_caches_follow_the_weights():
+    """Packed convolution weights, sub-pixel and merged kernels and attention biases are rebuilt
+    when a parameter changes in place (an optimiser step, load_state_dict) or is replaced."""
+    model = copy.deepcopy(_v1_shaped())
     fast = accelerate(copy.deepcopy(model))
-    _unet_out(fast, d["x"], d["timesteps"], d["lq"])  # fills the caches
+    gen = torch.Generator().manual_seed(8)
+    x, lq = torch.randn(1, 3, 64, 64, generator=gen), torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    t = torch.tensor([3.0])
+    before = _unet_out(fast, x, t, lq)  # fills the caches
+    assert fast_mod.cache_bytes(fast) > 0
     with torch.no_grad():
-        for m in (model, fast):
-            for name, p in m.named_parameters():
-                if name.endswith("relative_position_bias_table"):
-                    p.mul_(-2.0)
-    torch.testing.assert_close(_unet_out(fast, d["x"], d["timesteps"], d["lq"]),
-                               _unet_out(model, d["x"], d["timesteps"], d["lq"]), rtol=0, atol=1e-5)
+        for (name, p), q in zip(model.named_parameters(), fast.parameters(), strict=True):
+            change = -3.0 * p if name.endswith("relative_position_bias_table") else 0.01 * torch.randn(p.shape, generator=gen)
+            p.add_(change), q.add_(change)
+    ref = _unet_out(model, x, t, lq)
+    assert (ref - before).abs().max() > 1e-2
+    torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=1e-5)
+    state = _randomize(copy.deepcopy(model), seed=9).state_dict()
+    model.load_state_dict(state)
+    fast.load_state_dict(state)
+    torch.testing.assert_close(_unet_out(fast, x, t, lq), _unet_out(model, x, t, lq), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsample_conv_as_phase_kernels_matches_interpolate_then_conv(dtype, channels_last):
+    gen = torch.Generator().manual_seed(10)
+    up = _randomize(Upsample(16, use_conv=True, out_channels=24), seed=11).to(dtype)
+    fast = accelerate(copy.deepcopy(up), channels_last=channels_last, prepack=True)
+    x = torch.randn(2, 16, 5, 7, generator=gen, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref, out = up(x), fast(x)
+    assert out.shape == (2, 24, 10, 14)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(out, ref, rtol=0, atol=ATOL[dtype])
+
+
+def test_v1_shaped_unet_merges_the_patch_embedding_where_it_saves_work():
+    model = _v1_shaped()
+    pairs = [(seq[0].channels, seq[0].out_channels, fast_mod._merge_ok(seq[0], seq[1]))
+             for seq in [*model.input_blocks, model.middle_block, *model.output_blocks] if len(seq) > 1
+             and isinstance(seq[1], BasicLayer)]
+    # embed dim 32: every ResBlock + Swin pair merges (fewer multiply-adds: a narrower last conv, or
+    # the 1x1 skip and embedding as one product) except level 0's first, 32 -> 32 with an identity
+    # skip, where merging would cost exactly as much
+    assert pairs == [(32, 32, False), (32, 64, True), (64, 64, True), (64, 128, True), (128, 128, True),
+                     (256, 128, True), (192, 64, True), (128, 64, True), (96, 32, True)]
+
+
+def test_fast_output_layout_copies_and_fallbacks():
+    """Channels-last runs inside only; a deep copy starts with empty caches and computes the same;
+    with oneDNN switched off every operation falls back to its plain ATen kernel."""
+    model = copy.deepcopy(_v1_shaped())
+    fast = accelerate(copy.deepcopy(model))
+    gen = torch.Generator().manual_seed(12)
+    x, lq = torch.randn(1, 3, 64, 64, generator=gen), torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    t = torch.tensor([5.0])
+    ref, out = _unet_out(model, x, t, lq), _unet_out(fast, x, t, lq)
+    assert out.is_contiguous()
+    clone = copy.deepcopy(fast)
+    assert is_accelerated(clone) and fast_mod.cache_bytes(clone) == 0
+    torch.testing.assert_close(_unet_out(clone, x, t, lq), out, rtol=0, atol=0)
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=1e-5)
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    plain(fast)
+    assert fast_mod.cache_bytes(fast) == 0
+    assert not any(k.startswith("_ctlib") for m in fast.modules() for k in m.__dict__)
+    torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=0)
+
+
+def test_autoencoder_prepacking_is_opt_in():
+    d = _vq_fixture()
+    model = _small_vq()
+    z = d["inputs"]["z_rand"]
+    default, packed = accelerate(copy.deepcopy(model)), accelerate(copy.deepcopy(model), prepack=True)
+    with torch.no_grad():
+        ref, out_default, out_packed = model.decode(z), default.decode(z), packed.decode(z)
+    def packed_convs(m):
+        return sum("packed" in module.__dict__.get("_ctlib_fast_cache", {}) for module in m.modules())
+
+    assert packed_convs(default) == 0 < packed_convs(packed)  # nothing packed by default
+    assert out_default.is_contiguous() and out_packed.is_contiguous()
+    torch.testing.assert_close(out_default, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out_packed, ref, rtol=0, atol=1e-5)
 
 
 def test_compile_falls_back_to_the_eager_fast_path(monkeypatch):

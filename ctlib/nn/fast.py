@@ -60,7 +60,7 @@ from .unet import ResBlock, TimestepEmbedSequential, UNetModelSwin, Upsample
 from .vq import AttnBlock, Decoder, Encoder, ResnetBlock
 from .vq import _Upsample as _VQUpsample
 
-__all__ = ["accelerate", "plain", "is_accelerated", "FAST_DTYPES"]
+__all__ = ["accelerate", "plain", "is_accelerated", "cache_bytes", "FAST_DTYPES"]
 
 FAST_DTYPES = (torch.float32, torch.float64)
 _FLAG = "_ctlib_fast"
@@ -575,6 +575,22 @@ _FAST_FORWARDS: dict[type, Callable[..., Any]] = {
 def is_accelerated(model: nn.Module) -> bool:
     """Whether :func:`accelerate` was applied to ``model`` (and not undone by :func:`plain`)."""
     return bool(getattr(model, _FLAG, False))
+
+
+def cache_bytes(model: nn.Module) -> int:
+    """Memory held by the fast path's caches in ``model`` (packed and fused weights, attention
+    biases, window indices): they fill at the first call for each input size."""
+
+    def size(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, (tuple, list)):
+            return sum(size(v) for v in value)
+        if isinstance(value, dict):
+            return sum(size(v) for v in value.values())
+        return 0
+
+    return sum(size(m.__dict__.get(_CACHE, {})) for m in model.modules())
 
 
 def accelerate(
