@@ -1,7 +1,8 @@
 """Plain port against the inference fast path (``ctlib.nn.fast.accelerate``): CPU forward times, float32.
 
 Cases (each built once; the fast model is ``accelerate(copy.deepcopy(plain))`` with its default
-settings, i.e. what ``denoiser_from_checkpoint`` / ``build_official_denoiser`` load):
+settings, i.e. what ``denoiser_from_checkpoint`` / ``build_official_denoiser`` load: UNets with
+pre-packed oneDNN convolutions and channels-last activations, autoencoders without either):
 
 * ``v1_unet``        the official realsr x4 v1 UNet (``V1_UNET``) at batch 1 on a 3 x 64 x 64 latent
                      (+ the 3 x 64 x 64 LR): one network evaluation for a 256 x 256 output;
@@ -13,23 +14,29 @@ settings, i.e. what ``denoiser_from_checkpoint`` / ``build_official_denoiser`` l
 
 For every thread count in ``--threads`` (default ``1 2``) both variants are warmed up once, then
 timed ``--repeats`` times *interleaved* (plain, fast, plain, fast, ... with the order alternating),
-so that both see the same machine load; the ratio is ``median(plain) / median(fast)`` measured in
-the same process.  ``max_abs_diff`` is the largest difference between the two outputs (and the
-output's largest magnitude, for scale).  Random weights (v1 UNet, VQ-f4) are drawn with the golden
-fixtures' scaling (std 1/sqrt(fan_in)), so activations are O(1) and the difference means something;
-timing does not depend on them.  Prints a table and writes JSON to
+so that both see the same machine load; ``ratio`` is ``median(plain) / median(fast)`` of the wall
+times measured in the same process, ``cpu_ratio`` the same for the process CPU time (at one thread
+it ignores the time other processes take the core away, so it is the steadier figure on a shared
+machine; at two threads it includes OpenMP's spin-waiting).  ``--quiet-wait S`` waits up to S
+seconds before each timed call for the machine to be idle (Linux ``/proc/stat``: under 10 % busy);
+``busy_calls`` counts the calls that ran without that.  ``max_abs_diff`` is the largest difference
+between the two outputs (and the output's largest magnitude, for scale); ``fast_cache_mib`` the
+memory the fast path's caches hold (packed weights).  Random weights (v1 UNet, VQ-f4) are drawn
+with the golden fixtures' scaling (std 1/sqrt(fan_in)), so activations are O(1) and the difference
+means something; timing does not depend on them.  Prints a table and writes JSON to
 ``benchmarks/results/networks.json`` (or ``--out``); the JSON records the torch version and the
-load average at the start (a shared machine makes single timings noisy; compare the ratios).
+load average at the start.
 
-    python benchmarks/networks.py                        # ~5 minutes on 2 cores
+    python benchmarks/networks.py --repeats 5 --quiet-wait 60   # ~5-10 minutes on 2 cores
     python benchmarks/networks.py --threads 1 --repeats 3 --skip-vq --out /tmp/n.json
+
+RESULTS
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
@@ -43,9 +50,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ctlib.files import write_json
 from ctlib.nn import load_checkpoint
 from ctlib.nn.configs import BUNDLED_PIXEL, V1_UNET, V1_VQF4, build_unet, build_vq
-from ctlib.nn.fast import accelerate
+from ctlib.nn.fast import accelerate, cache_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "networks.json"
@@ -102,7 +110,34 @@ def count_gflop(model: nn.Module, call: Callable[[nn.Module], torch.Tensor]) -> 
     return counter.get_total_flops() / 1e9
 
 
-def compare(name: str, case: Case, threads: list[int], repeats: int, flops: bool = True) -> list[dict]:
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(total, idle) CPU jiffies of the whole machine, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields), fields[3] + fields[4]
+
+
+def wait_quiet(timeout: float, busy: float = 0.1, window: float = 0.5) -> bool:
+    """Wait up to ``timeout`` seconds for a ``window`` in which the machine is under ``busy`` busy;
+    True when it was (always False with ``timeout <= 0`` or without ``/proc/stat``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = _cpu_jiffies()
+        if before is None:
+            return False
+        time.sleep(window)
+        after = _cpu_jiffies()
+        total = after[0] - before[0]
+        if total > 0 and 1 - (after[1] - before[1]) / total < busy:
+            return True
+    return False
+
+
+def compare(name: str, case: Case, threads: list[int], repeats: int, flops: bool = True,
+            quiet_wait: float = 0.0) -> list[dict]:
     """Time plain and fast interleaved at each thread count; one result per thread count."""
     plain, call, shape = case
     fast = accelerate(copy.deepcopy(plain))
@@ -116,16 +151,21 @@ def compare(name: str, case: Case, threads: list[int], repeats: int, flops: bool
     for n in threads:
         torch.set_num_threads(n)
         times: dict[str, list[float]] = {"plain": [], "fast": []}
+        cpu: dict[str, list[float]] = {"plain": [], "fast": []}
+        busy_calls = 0
         with torch.inference_mode():
             call(plain), call(fast)  # warm-up at this thread count
             for r in range(repeats):
                 order = ("plain", "fast") if r % 2 == 0 else ("fast", "plain")
                 for which in order:
                     model = plain if which == "plain" else fast
-                    start = time.perf_counter()
+                    busy_calls += not wait_quiet(quiet_wait)
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     call(model)
                     times[which].append(time.perf_counter() - start)
+                    cpu[which].append(time.process_time() - start_cpu)
         med = {k: statistics.median(v) for k, v in times.items()}
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
         results.append({
             "name": name,
             "threads": n,
@@ -135,14 +175,20 @@ def compare(name: str, case: Case, threads: list[int], repeats: int, flops: bool
             "plain_ms": round(1000 * med["plain"], 1),
             "fast_ms": round(1000 * med["fast"], 1),
             "ratio": round(med["plain"] / med["fast"], 3),
+            "plain_cpu_ms": round(1000 * med_cpu["plain"], 1),
+            "fast_cpu_ms": round(1000 * med_cpu["fast"], 1),
+            "cpu_ratio": round(med_cpu["plain"] / med_cpu["fast"], 3),
             "plain_all_ms": [round(1000 * t, 1) for t in times["plain"]],
             "fast_all_ms": [round(1000 * t, 1) for t in times["fast"]],
+            "busy_calls": busy_calls,
             "max_abs_diff": diff,
             "max_abs_output": scale,
             "fast_channels_last": channels_last,
+            "fast_cache_mib": round(cache_bytes(fast) / 2**20, 1),
         })
-        print(f"  {name} @ {n} thread(s): plain {results[-1]['plain_ms']:.1f} ms, fast {results[-1]['fast_ms']:.1f} ms,"
-              f" ratio {results[-1]['ratio']:.2f}", flush=True)
+        c = results[-1]
+        print(f"  {name} @ {n} thread(s): plain {c['plain_ms']:.1f} ms, fast {c['fast_ms']:.1f} ms, ratio {c['ratio']:.2f}"
+              f" (CPU time {c['cpu_ratio']:.2f}, {busy_calls} of {2 * repeats} calls on a busy machine)", flush=True)
     return results
 
 
@@ -158,9 +204,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-v1", action="store_true", help="skip the 118M-parameter v1 UNet")
     parser.add_argument("--skip-vq", action="store_true", help="skip the VQ-f4 decoder")
     parser.add_argument("--skip-pixel", action="store_true", help="skip the bundled pixel model")
+    parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
+                        help="wait up to S seconds before each timed call for an idle machine (default 0: no wait)")
     args = parser.parse_args(argv)
-    if min(args.threads) < 1 or args.repeats < 1:
-        parser.error("--threads and --repeats must be >= 1")
+    if min(args.threads) < 1 or args.repeats < 1 or args.quiet_wait < 0:
+        parser.error("--threads and --repeats must be >= 1, --quiet-wait >= 0")
 
     torch.manual_seed(0)
     report: dict[str, Any] = {
@@ -168,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dtype": "float32",
         "threads": args.threads,
         "repeats": args.repeats,
+        "quiet_wait_s": args.quiet_wait,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -177,23 +226,25 @@ def main(argv: list[str] | None = None) -> dict:
     }
     cases = report["results"]
     print(f"CPU float32, torch {torch.__version__}, threads {args.threads}, median of {args.repeats} interleaved calls")
+    wait = args.quiet_wait
     if not args.skip_v1:
-        cases += compare("v1_unet", v1_case(), args.threads, args.repeats)
+        cases += compare("v1_unet", v1_case(), args.threads, args.repeats, quiet_wait=wait)
     if not args.skip_pixel:
         ckpt = None if args.checkpoint.lower() == "none" else Path(args.checkpoint)
-        cases += compare("bundled_pixel", pixel_case(ckpt, args.bundled_batch, args.bundled_size), args.threads, args.repeats)
+        cases += compare("bundled_pixel", pixel_case(ckpt, args.bundled_batch, args.bundled_size), args.threads,
+                         args.repeats, quiet_wait=wait)
     if not args.skip_vq:
-        cases += compare("vq_f4_decode", vq_decode_case(), args.threads, args.repeats)
+        cases += compare("vq_f4_decode", vq_decode_case(), args.threads, args.repeats, quiet_wait=wait)
 
     print(f"{'network':16s} {'thr':>3s} {'params':>12s} {'input':>12s} {'GFLOP':>7s} {'plain ms':>9s} {'fast ms':>9s}"
-          f" {'ratio':>6s} {'max|diff|':>9s}")
+          f" {'ratio':>6s} {'cpu':>6s} {'max|diff|':>9s} {'cache MiB':>9s}")
     for c in cases:
         shape = "x".join(str(v) for v in c["input"])
         gflop = f"{c['gflop']:7.1f}" if c["gflop"] is not None else f"{'-':>7s}"
         print(f"{c['name']:16s} {c['threads']:3d} {c['parameters']:12,d} {shape:>12s} {gflop} {c['plain_ms']:9.1f}"
-              f" {c['fast_ms']:9.1f} {c['ratio']:6.2f} {c['max_abs_diff']:9.1e}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+              f" {c['fast_ms']:9.1f} {c['ratio']:6.2f} {c['cpu_ratio']:6.2f} {c['max_abs_diff']:9.1e}"
+              f" {c['fast_cache_mib']:9.1f}")
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return report
 

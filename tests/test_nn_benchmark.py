@@ -28,6 +28,8 @@ def test_networks_benchmark_writes_json(tmp_path, capsys):
     for case in report["results"]:
         assert case["parameters"] == 1_568_235 and case["input"] == [1, 3, 64, 64] and case["threads"] == 1
         assert case["gflop"] > 0 and case["plain_ms"] > 0 and case["fast_ms"] > 0 and case["ratio"] > 0
-        assert len(case["plain_all_ms"]) == len(case["fast_all_ms"]) == 2
+        assert case["plain_cpu_ms"] > 0 and case["fast_cpu_ms"] > 0 and case["cpu_ratio"] > 0
+        assert len(case["plain_all_ms"]) == len(case["fast_all_ms"]) == 2 and case["busy_calls"] == 4  # no waiting
         assert case["max_abs_diff"] < 1e-5 and case["fast_channels_last"]
+        assert case["fast_cache_mib"] > 0  # pre-packed convolution weights
     assert "bundled_pixel" in capsys.readouterr().out
