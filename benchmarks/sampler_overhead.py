@@ -1,25 +1,32 @@
 """Sampler overhead: the share of sampling time spent outside the denoiser.
 
 The denoiser is the bundled-profile network (``ctlib.nn.BUNDLED_PIXEL``: the kit's pixel-space
-Swin-UNet, 1.1 M parameters, random weights; the timing does not depend on the values) wrapped by
+Swin-UNet, 1.6 M parameters, random weights; the timing does not depend on the values) wrapped by
 ``ctlib.nn.ResShiftDenoiser`` (``lq="upsampled"``), on a batch of 8 LR images of 64 x 64 (states
 8 x 3 x 256 x 256), float32, CPU.  For every solver the script times ``ctlib.sample`` end to end and
 the time spent inside the denoiser calls; the overhead is ``(total - denoiser) / total``.  It also
-times each solver with a free denoiser (``x0_hat = y``) on the same tensors, which gives the
-sampler's own cost per step in milliseconds, independent of the network.
+times each solver with a free denoiser (``x0_hat = y``) on the same tensors (the median of
+``--free-repeats`` runs, 7 by default: a single run of a few milliseconds is at the mercy of a busy
+machine), which gives the sampler's own cost per step in milliseconds, independent of the network.
 
 If ``ctlib.nn`` cannot be imported, a stand-in of similar cost is used (five 3x3 convolutions of
 64 channels at full resolution) and the JSON says so.
 
 Writes ``benchmarks/results/sampler_overhead.json`` (or ``--out``) and prints a table.  The default
-run makes 15 + 6 x 15 = 105 network calls: about 2 minutes on 2 idle CPU cores (~0.9 s per call),
-much longer on a busy machine; ``--nfe 5`` (the overhead is per step) makes 45, ``--quick`` uses a
+run makes 15 + 7 x 15 = 120 network calls: about 2 minutes on 2 idle CPU cores (~0.9 s per call),
+much longer on a busy machine; ``--nfe 5`` (the overhead is per step) makes 50, ``--quick`` uses a
 batch of 2 at 64 x 64 and nfe = 5.
 
-Measured (torch 2.14.1, 2 threads, a shared 2-core machine under load, ``--nfe 5``): the network took
-7-8 s per call and the overhead was 0.45-0.56 % for every solver.  On its own the sampler costs about
-3 ms per step for the ODE solvers and 12 ms for the stochastic ones (the Gaussian draw of 1.6 M
-numbers takes 8 ms), one thread, i.e. 0.3 % and 1.3 % of the 0.9 s a call takes on an idle machine.
+Measured (torch 2.14.1, 2 threads, ``--nfe 5``, on a shared 2-core machine whose load changed from
+minute to minute), with the solvers calling the named formulas of docs/maths.md (``pf_drift``,
+``pf_exact_step``, ...): in three runs the network took 1.6-14 s per call and the overhead was
+0.43-1.79 % (the JSON: 0.43-0.61 % for the solvers timed at ~1.7 s per call, up to 1.79 % for exp3m
+while other jobs competed for memory bandwidth); two runs of the earlier solvers, which applied
+pre-collected float64 coefficients, gave 0.20-0.81 % in the same session.  On its own (free
+denoiser, medians of 7 runs interleaved with the earlier code's, 2 threads) the sampler costs
+5.5-8.2 ms per step for the ODE solvers (3.0-3.9 ms with the earlier solvers) and 8.9 / 10.7 ms for
+resshift / euler_maruyama (7.5 / 7.7 ms; the draw of 1.6 M Gaussian numbers adds about 4.5 ms),
+i.e. 0.6-0.9 % and 1.0-1.2 % of the ~0.9 s a call takes on an idle machine.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nfe", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--free-repeats", type=int, default=7, help="runs with the free denoiser (median)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
@@ -107,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     for solver in SOLVERS:
         nfe = schedule.T if solver == "resshift" else args.nfe
         net = time_solver(denoiser, y, schedule, solver, nfe, args.seed)
-        free = time_solver(lambda x_t, t, cond: cond, y, schedule, solver, nfe, args.seed)
-        rows.append({"solver": solver, "nfe": nfe, **net, "free_denoiser_total_s": free["total_s"],
-                     "sampler_ms_per_step": 1e3 * free["total_s"] / nfe})
+        free = statistics.median(time_solver(lambda x_t, t, cond: cond, y, schedule, solver, nfe, args.seed)["total_s"]
+                                 for _ in range(args.free_repeats))
+        rows.append({"solver": solver, "nfe": nfe, **net, "free_denoiser_total_s": free,
+                     "sampler_ms_per_step": 1e3 * free / nfe})
         print(f"{solver:>15} nfe {nfe:>2}: total {net['total_s']:7.2f} s, denoiser {net['denoiser_s']:7.2f} s, "
               f"overhead {100 * net['overhead_fraction']:6.3f} %  (sampler alone {rows[-1]['sampler_ms_per_step']:.2f} ms/step)")
     result = {"denoiser": what, "state_shape": list(y.shape), "dtype": str(y.dtype), "threads": args.threads,
