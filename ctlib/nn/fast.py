@@ -24,8 +24,8 @@ What the fast forwards do (all of it float32/float64, CPU or CUDA unless said ot
 * **Swin layers in token layout**: a whole :class:`~ctlib.nn.swin.BasicLayer` runs on a
   ``(B, H, W, C)`` map, so its 1x1 convolutions (patch embedding, MLP) are plain matrix products
   (no im2col), the two GroupNorms read the channels-last view, and the cyclic shift plus window
-  partition is one cached row gather (and its inverse one scatter), instead of a roll and a
-  permuted copy each way;
+  partition is one cached row gather (and its inverse one scatter-add into the residual stream),
+  instead of a roll and a permuted copy each way;
 * **cached attention bias**: the relative-position bias plus the shifted-window mask of each
   block, built once per feature size, device and dtype (and rebuilt when the bias table changes);
 * **fused element-wise work**: GroupNorm then SiLU in place, residual additions in place, no
@@ -309,14 +309,12 @@ def _window_index(H: int, W: int, w: int, s: int, device: torch.device) -> torch
     return (rows * W + cols).reshape(-1).to(device)
 
 
-def _indices(block: SwinTransformerBlock, H: int, W: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _indices(block: SwinTransformerBlock, H: int, W: int, device: torch.device) -> torch.Tensor:
+    """The block's window gather index for an ``H x W`` map (cached per size and device)."""
     index = _cache(block).setdefault("index", {})
     key = (H, W, device)
     if key not in index:
-        gather = _window_index(H, W, block.window_size, block.shift_size, device)
-        scatter = torch.empty_like(gather)
-        scatter[gather] = torch.arange(gather.numel(), device=device)
-        index[key] = (gather, scatter)
+        index[key] = _window_index(H, W, block.window_size, block.shift_size, device)
     return index[key]
 
 
@@ -372,14 +370,14 @@ def _linear_1x1(t: torch.Tensor, conv: nn.Conv2d, *, gelu: bool = False, other: 
 
 def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
     """One Swin block on a contiguous ``(B, H, W, C)`` map; returns a new ``(B, H, W, C)`` map
-    (``t`` itself is overwritten)."""
+    (``t`` itself is overwritten: the attention output is scatter-added into it)."""
     B, H, W, C = t.shape
     w = block.window_size
     if H % w or W % w:
         raise ValueError(f"Swin block with window {w} needs H and W divisible by {w}, got ({H}, {W})")
     attn = block.attn
     heads, n, n_win = attn.num_heads, w * w, (H // w) * (W // w)
-    gather, scatter = _indices(block, H, W, t.device)
+    gather = _indices(block, H, W, t.device)
     h = _norm_tokens(t, block.norm1).view(B, H * W, C)
     windows = h.index_select(1, gather)  # (B, nW * N, C): roll + window partition in one gather
     qkv = _linear(windows, attn.qkv.weight, attn.qkv.bias)
@@ -393,7 +391,7 @@ def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
     out = out.view(B, n_win, heads, n, C // heads).transpose(2, 3).reshape(B, n_win * n, C)
     out = _linear(out, attn.proj.weight, attn.proj.bias)
-    t = out.index_select(1, scatter).view(B, H, W, C).add_(t)  # window reverse + roll back
+    t = t.view(B, H * W, C).index_add_(1, gather, out).view(B, H, W, C)  # window reverse + roll back, + t
     m = _linear_1x1(_norm_tokens(t, block.norm2), block.mlp.fc1, gelu=True)
     return _linear_1x1(m, block.mlp.fc2, other=t)
 
