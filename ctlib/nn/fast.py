@@ -30,9 +30,10 @@ What the fast forwards do (all of it float32/float64, CPU or CUDA unless said ot
   block, built once per feature size, device and dtype (and rebuilt when the bias table changes);
 * **fused element-wise work**: GroupNorm then SiLU in place, residual additions in place, no
   dropout calls;
-* optionally ``torch.compile`` of the network's forward (``compile=True``; off by default: on a
-  CPU it costs minutes of compilation per input shape for little gain, and any failure falls back
-  to the eager fast path);
+* optionally ``torch.compile`` of the network's forward (``compile=True``; off by default: it
+  compiles the plain forwards, since Inductor cannot lower oneDNN calls on packed weights, and on a
+  CPU that costs minutes of compilation and recompilation for no gain over the eager fast path;
+  any failure falls back to the eager fast path);
 * optionally CUDA autocast (``cuda_autocast=torch.bfloat16`` or ``torch.float16``): the network
   runs in half precision on CUDA inputs and returns float32 (off by default: it is not within the
   golden-fixture tolerances).  CPU inputs are never autocast.
@@ -46,7 +47,6 @@ float64), and ``benchmarks/networks.py`` measures plain against fast side by sid
 
 from __future__ import annotations
 
-import functools
 import types
 from collections.abc import Callable
 from typing import Any
@@ -104,8 +104,10 @@ def _cached(module: nn.Module, name: str, sources: tuple[torch.Tensor, ...], mak
 
 
 def _fast_ok(x: torch.Tensor) -> bool:
-    """The fast forwards run only without autograd and for float32/float64 inputs."""
-    return not torch.is_grad_enabled() and x.dtype in FAST_DTYPES
+    """The fast forwards run only without autograd, for float32/float64 inputs, and not while
+    ``torch.compile`` traces (Inductor cannot lower oneDNN calls on packed weights: it compiles the
+    plain forwards)."""
+    return not torch.is_grad_enabled() and x.dtype in FAST_DTYPES and not torch.compiler.is_compiling()
 
 
 def _group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
@@ -132,9 +134,8 @@ def _version(t: torch.Tensor) -> tuple:
 _CL = torch.channels_last
 
 
-@functools.cache
-def _mkldnn_available() -> bool:
-    return bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+_ONEDNN_CONV = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+_ONEDNN_LINEAR = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
 def _sources(conv: nn.Conv2d) -> tuple[torch.Tensor, ...]:
@@ -153,7 +154,7 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     ``other`` inside the convolution; the output keeps ``x``'s memory format."""
     padding, stride, dilation, groups = geometry
     if (cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
-            and torch.backends.mkldnn.enabled and _mkldnn_available()):
+            and torch.backends.mkldnn.enabled and _ONEDNN_CONV):
         # oneDNN picks the blocked layout for the input size (a layout packed for another size can
         # cost a reorder per call, 70x slower for some 1x1 convolutions): one entry, for the last size
         packed = _cached(cache, name, sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
@@ -341,17 +342,12 @@ def _norm_tokens(t: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
     return out if out.is_contiguous() else out.contiguous()
 
 
-@functools.cache
-def _onednn_linear_available() -> bool:
-    return bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
-
-
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, gelu: bool = False,
             other: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``, then exact GELU or ``+ other``: on CPU float32 one oneDNN call
     with the GELU / addition fused into the matrix product (no extra pass over the output)."""
     if (x.dtype == torch.float32 and x.device.type == "cpu" and weight.dtype == torch.float32
-            and torch.backends.mkldnn.enabled and _onednn_linear_available()):
+            and torch.backends.mkldnn.enabled and _ONEDNN_LINEAR):
         if other is None:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [],
                                                       "none" if gelu else "")
@@ -604,18 +600,22 @@ def accelerate(
 
     Weights, buffers and state-dict keys are unchanged.
 
-    ``prepack`` (default on): on the CPU in float32, every convolution runs through oneDNN with its
-    weight packed once into oneDNN's blocked layout (built at the first call, kept with the module
-    and rebuilt when the weight changes) instead of being reordered on every call.  Costs memory
-    about the size of the convolution weights (~0.4 GB for the v1 UNet, 0.2 GB for the VQ-f4
-    autoencoder); ``prepack=False`` saves it.
+    ``prepack``: on the CPU in float32, every convolution runs through oneDNN with its weight packed
+    once into oneDNN's blocked layout for the input size (built at the first call, kept with the
+    module, rebuilt when the weight or the input size changes) instead of being reordered on every
+    call.  Costs memory about the size of the convolution weights (:func:`cache_bytes`: 0.42 GB
+    for the v1 UNet, 16 MB for the bundled pixel model).  ``None`` (default): on for UNets, off for
+    autoencoders (oneDNN's blocked kernels round differently from its default ones: up to 1.4e-5
+    on the VQ-f4 decoder's output, 1.1e-5 from the VQ fixture, whose tests allow 1e-5).
     ``channels_last``: run the convolutions on channels-last activations and store the 4-D weights
     channels-last (same values).  ``None`` (default): on for UNets (inside the network only; the
     output has the default layout), off for autoencoders.
     ``compile``: also ``torch.compile`` the model's ``forward`` (state-dict keys unchanged; if
-    compilation fails, the first call warns and the eager fast path is used).  Off by default: on
-    the CPU it does not pay (v1 UNet, one thread: 190 s of compilation for a 1.13x forward; bundled
-    pixel model: minutes of compilation and recompilations, no faster than the eager fast path).
+    compilation fails, the first call warns and the eager fast path is used).  Inductor traces the
+    plain forwards (it cannot lower the fast path's oneDNN calls on packed weights).  Off by
+    default: on the CPU it does not pay (v1 UNet, one thread: 133 s of compilation, a recompilation
+    at the second call included, for 1.12x over the plain port, where the eager fast path gives
+    1.22x in the same run).
     ``cuda_autocast``: ``torch.bfloat16`` / ``torch.float16`` runs the UNet under autocast for CUDA
     inputs (not within the fixture tolerances; CPU inputs are never autocast).
     Idempotent; :func:`plain` undoes it.
