@@ -310,12 +310,14 @@ def _window_index(H: int, W: int, w: int, s: int, device: torch.device) -> torch
     return (rows * W + cols).reshape(-1).to(device)
 
 
-def _indices(block: SwinTransformerBlock, H: int, W: int, device: torch.device) -> torch.Tensor:
-    """The block's window gather index for an ``H x W`` map (cached per size and device)."""
+def _indices(block: SwinTransformerBlock, H: int, W: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's window gather index for an ``H x W`` map and its inverse (cached per size and
+    device)."""
     index = _cache(block).setdefault("index", {})
     key = (H, W, device)
     if key not in index:
-        index[key] = _window_index(H, W, block.window_size, block.shift_size, device)
+        gather = _window_index(H, W, block.window_size, block.shift_size, device)
+        index[key] = (gather, torch.argsort(gather))
     return index[key]
 
 
@@ -373,7 +375,7 @@ def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"Swin block with window {w} needs H and W divisible by {w}, got ({H}, {W})")
     attn = block.attn
     heads, n, n_win = attn.num_heads, w * w, (H // w) * (W // w)
-    gather = _indices(block, H, W, t.device)
+    gather, scatter = _indices(block, H, W, t.device)
     h = _norm_tokens(t, block.norm1).view(B, H * W, C)
     windows = h.index_select(1, gather)  # (B, nW * N, C): roll + window partition in one gather
     qkv = _linear(windows, attn.qkv.weight, attn.qkv.bias)
@@ -387,7 +389,10 @@ def _block_tokens(block: SwinTransformerBlock, t: torch.Tensor) -> torch.Tensor:
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
     out = out.view(B, n_win, heads, n, C // heads).transpose(2, 3).reshape(B, n_win * n, C)
     out = _linear(out, attn.proj.weight, attn.proj.bias)
-    t = t.view(B, H * W, C).index_add_(1, gather, out).view(B, H, W, C)  # window reverse + roll back, + t
+    if t.device.type == "cpu":  # window reverse + roll back + residual as one scatter-add
+        t = t.view(B, H * W, C).index_add_(1, gather, out).view(B, H, W, C)
+    else:  # (CUDA's index_add_ uses atomics, refused under torch.use_deterministic_algorithms)
+        t = out.index_select(1, scatter).view(B, H, W, C).add_(t)
     m = _linear_1x1(_norm_tokens(t, block.norm2), block.mlp.fc1, gelu=True)
     return _linear_1x1(m, block.mlp.fc2, other=t)
 
