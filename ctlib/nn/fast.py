@@ -209,10 +209,10 @@ def _subpixel_weights(owner: nn.Module, conv: nn.Conv2d) -> tuple[torch.Tensor, 
     """The 2x2 kernels ``(4 C_out, C_in, 2, 2)`` (phases (a, b) in :data:`_PHASES` order) whose
     convolution of ``x`` (padding 1) gives ``conv(nearest_x2(x))``; cached on ``owner``.
 
-    Output pixel ``(2i + a, 2j + b)`` of the 3x3 convolution of the upsampled map reads rows
-    ``i - 1, i, i, `` (``a = 0``) or ``i, i, i + 1`` (``a = 1``) of ``x``, so its kernel rows
-    collapse to two: ``R_a W R_b^T`` with ``R_0 = [[1,0,0],[0,1,1]]``, ``R_1 = [[1,1,0],[0,0,1]]``
-    (summed in float64, rounded once)."""
+    Output pixel ``(2i + a, 2j + b)`` of the 3x3 convolution of the upsampled map reads, with its
+    kernel rows 0, 1, 2, rows ``i - 1, i, i`` of ``x`` (``a = 0``) or ``i, i, i + 1`` (``a = 1``),
+    so the kernel rows collapse to two: ``R_a W R_b^T`` with ``R_0 = [[1,0,0],[0,1,1]]``,
+    ``R_1 = [[1,1,0],[0,0,1]]`` (likewise for columns; summed in float64, rounded once)."""
     def make() -> tuple[torch.Tensor, torch.Tensor | None]:
         w = conv.weight.detach()
         rows = {a: torch.tensor(r, dtype=torch.float64, device=w.device) for a, r in _ROWS.items()}
