@@ -81,11 +81,12 @@ def _checkpoint_info(models: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def record_matches(record_dir: str | Path, checkpoints: Mapping[str, Any]) -> tuple[bool, str]:
-    """Whether the results of record in ``record_dir`` were computed with these checkpoints (sha256)."""
-    record_dir = repo_path(record_dir)
+    """Whether the results of record in ``record_dir`` were computed with these checkpoints (sha256).
+    The message names ``record_dir`` as given (a relative path is looked up in the repository)."""
+    given, record_dir = record_dir, repo_path(record_dir)
     table = record_dir / "table.json"
     if not table.is_file():
-        return False, f"no results of record in {record_dir}"
+        return False, f"no results of record in {given}"
     stored = json.loads(table.read_text(encoding="utf-8")).get("checkpoints", {})
     now = _checkpoint_info(checkpoints)
     for name, info in now.items():
@@ -93,7 +94,7 @@ def record_matches(record_dir: str | Path, checkpoints: Mapping[str, Any]) -> tu
             return False, f"checkpoint {name!r} not found: {info['path']}"
         if stored.get(name, {}).get("sha256") != info["sha256"]:
             return False, f"checkpoint {name!r} ({info['path']}) differs from the one the record was computed with"
-    return True, f"results of record in {record_dir} match the checkpoints' sha256"
+    return True, f"results of record in {given} match the checkpoints' sha256"
 
 
 def _row_model_fingerprint(json_path: Path) -> Any:

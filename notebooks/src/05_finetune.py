@@ -16,8 +16,8 @@
 # one-step prediction. §4 how to fine-tune the large models on a GPU (`gpu` and `paper` profiles). How the shipped
 # recipe was chosen (crop size, $\kappa$, degradation, schedule) is written up in `docs/finetune_findings.md`.
 #
-# **Run time** (2 CPU cores; the last cell prints the measurement): profile `cpu` (the stored outputs) 1–2 min on
-# idle cores and up to 6 min on a busy machine, most of it the fine-tune of §2 and its before/after samples; profile
+# **Run time** (2 CPU cores; the last cell prints the measurement): profile `cpu` (the stored outputs) about 30 s on
+# idle cores and up to 3 min on a busy machine, most of it the fine-tune of §2 and its before/after samples; profile
 # `smoke` about 10 s on idle cores (a tiny fine-tune; up to 90 s on a busy machine).
 # With profile `gpu` or `paper` §4 also runs a GPU fine-tune (minutes to days, see §4).
 

@@ -13,7 +13,7 @@
 # 5. how to use the official ResShift weights instead (runs only if you have downloaded them).
 #
 # **Run time** (2 CPU cores, one torch thread; the last cell prints the measurement): profile `cpu` (the stored
-# outputs) about 45 s on idle cores and up to 120 s on a busy machine, nearly all of it network evaluations of the
+# outputs) about 20 s on idle cores and up to 2 min on a busy machine, nearly all of it network evaluations of the
 # kit's small pixel model; profile `smoke` about 15 s (one small photo, fewer evaluations). `gpu` and `paper` run the `cpu` settings on CUDA when it is
 # available; `paper` uses the official weights (`official_unet`, `official_vq` below).
 #
