@@ -30,7 +30,29 @@ load average at the start.
     python benchmarks/networks.py --repeats 5 --quiet-wait 60   # ~5-10 minutes on 2 cores
     python benchmarks/networks.py --threads 1 --repeats 3 --skip-vq --out /tmp/n.json
 
-RESULTS
+Measured (``--repeats 5 --quiet-wait 30``, torch 2.14.1, 2-core AVX-512 VM; the JSON in
+``benchmarks/results``)::
+
+    network          thr  plain ms  fast ms  ratio  cpu ratio  max|diff|  cache MiB
+    v1_unet            1    1002.4    802.7   1.25       1.25    5.4e-06      418.0
+    v1_unet            2     578.9    462.0   1.25       1.24    5.4e-06      418.0
+    bundled_pixel      1    2695.5   1746.9   1.54       1.54    8.6e-06       16.6
+    bundled_pixel      2    1686.4    965.5   1.75       1.72    8.6e-06       16.6
+    vq_f4_decode       1    5802.3   4946.3   1.17       1.17    3.2e-06       20.0
+    vq_f4_decode       2    3125.7   2905.6   1.08       1.12    3.2e-06       20.0
+
+Ratios move between runs with the host's memory traffic (an earlier run of the same code: v1
+1.28 / 1.26, bundled 1.38 / 1.36, VQ 1.21 / 1.09; in contended stretches the v1 ratio reached
+1.35-1.38 at one thread).  Where the v1 UNet's time goes (one thread, CPU ms per forward, from a
+dispatch-level profile): plain ~970 = 3x3 convolutions 578 (oneDNN reorders every weight on every
+call) + Swin 1x1 convolutions and linears 194 + element-wise 63 + roll/window copies 51 + ResBlock
+1x1 skips 32 + attention 31 + GroupNorm 22; fast ~745 = convolutions 438 (61.5 GFLOP of 3x3 and
+5.6 of 2x2 phase kernels at ~155 GFLOP/s, about the core's FMA peak) + matrix products 202 (23.9
+GFLOP at ~118 GFLOP/s: K = 192) + attention 27 + GroupNorm, copies, element-wise ~60.  The fast
+path does 92 GFLOP instead of 100; what is left is arithmetic at near-peak speed, so another
+large step needs fewer operations (e.g. Winograd kernels: PyTorch's oneDNN calls run direct
+convolutions only, and the transforms written as eager PyTorch operations cost about what they
+save) or lower precision (outside the fixture tolerances; this CPU has no bf16 or AMX units).
 """
 
 from __future__ import annotations
