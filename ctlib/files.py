@@ -54,9 +54,7 @@ def from_json_value(x: Any) -> float:
     """The float of a JSON value written by :func:`json_value` (null or "" -> NaN)."""
     if x is None or x == "":
         return math.nan
-    if x in ("inf", "-inf"):
-        return float(x)
-    return float(x)
+    return float(x)  # also "inf" / "-inf"
 
 
 def _existing_ancestor(path: Path, name: str) -> Path:

@@ -624,7 +624,7 @@ def one_step_psnr_validator(wrapper: Any, n_images: int = 4, seed: int = 0) -> C
     the model's own LR upsampling (bicubic), for the CSV log."""
     from .data import load_bundled_test_set
     from .metrics import psnr
-    from .pipeline import batch_noise, super_resolve, upsample
+    from .pipeline import batch_noise, sample_conditioned, to_image, to_model_range
 
     test = load_bundled_test_set().subset(n_images)
     hr = test.hr
@@ -633,9 +633,11 @@ def one_step_psnr_validator(wrapper: Any, n_images: int = 4, seed: int = 0) -> C
         saved = wrapper.network
         wrapper.network = ema_net
         try:
-            sr = super_resolve(wrapper, test.lr, solver="x0_hat", nfe=1,
-                               noise=batch_noise(torch.Generator().manual_seed(seed)))
-            bic = upsample(wrapper, test.lr)
+            with torch.no_grad():  # one conditioning serves both images
+                cond = wrapper.condition(to_model_range(test.lr.to(next(ema_net.parameters()).device)))
+                x0_hat = sample_conditioned(cond, solver="x0_hat", nfe=1,
+                                            noise=batch_noise(torch.Generator().manual_seed(seed)))
+                sr, bic = to_image(cond.decode(x0_hat)), to_image(cond.decode(cond.y))
         finally:
             wrapper.network = saved
         return {"psnr_y_x0_hat_t1": float(psnr(sr.cpu(), hr, y_channel=True).mean()),

@@ -53,15 +53,15 @@ def bundled_eval_set(n_images: int | None = None, crop: int | None = None) -> Pa
 
     test = load_bundled_test_set(limit=n_images)
     if crop is None:
-        return PairedTestSet(list(test.hr), list(test.lr), list(test.names),
-                       f"{len(test)} bundled test photos, 256 x 256, LR by MATLAB bicubic x1/4")
+        test.description = f"{len(test)} bundled test photos, 256 x 256, LR by MATLAB bicubic x1/4"
+        return test
     crop = check_crop(crop)
     if crop > test.hr.shape[-1]:
         raise ValueError(f"crop must be at most {test.hr.shape[-1]}, got {crop}")
     hr = [_center_crop(t, crop, crop).contiguous() for t in test.hr]
     return PairedTestSet(hr, [_make_lr(t) for t in hr], list(test.names),
-                   f"{len(hr)} bundled test photos, centre {crop} x {crop} crops of 256 x 256, "
-                   "LR by MATLAB bicubic x1/4 of the crop")
+                         f"{len(hr)} bundled test photos, centre {crop} x {crop} crops of 256 x 256, "
+                         "LR by MATLAB bicubic x1/4 of the crop")
 
 
 def folder_eval_set(folder: str | Path, *, limit: int | None = None, crop: int | None = None) -> PairedTestSet:
@@ -115,7 +115,7 @@ def folder_eval_set(folder: str | Path, *, limit: int | None = None, crop: int |
     if not hr:
         raise ValueError(f"no usable images in the HR folder {folder}: " + "; ".join(notes))
     return PairedTestSet(hr, [_make_lr(t) for t in hr], names,
-                   f"{len(hr)} images from {folder}, LR by MATLAB bicubic x1/4", notes)
+                         f"{len(hr)} images from {folder}, LR by MATLAB bicubic x1/4", notes)
 
 
 def choose_crop_windows(eval_set: PairedTestSet, indices: Sequence[int], size: int | None = None) -> list[tuple[int, int, int, int]]:
