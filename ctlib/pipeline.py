@@ -117,8 +117,10 @@ def load_model(
         if "not a ctlib checkpoint" not in str(err):
             raise
         if ae_path is None:
-            raise ValueError(f"{err}. If it holds the official ResShift weights (resshift_realsrx4_s15_v1.pth), "
-                             "also give the official autoencoder (autoencoder_vq_f4.pth)") from None
+            raise ValueError(f"{path} is not a checkpoint saved by the kit; if it holds the official ResShift weights "
+                             "(resshift_realsrx4_s15_v1.pth), also give the official autoencoder (autoencoder_vq_f4.pth): "
+                             "evaluate --autoencoder, upscale --official-unet/--official-vq, or "
+                             "load_model(..., autoencoder=...)") from None
         return build_official_denoiser(path, ae_path, device=device, fast=fast).eval()
     kind = type(ckpt.model).__name__
     if kind != "UNetModelSwin":
