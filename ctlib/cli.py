@@ -104,9 +104,11 @@ def mark_interrupted(path: Path) -> Path:
     return target
 
 
-#: The kernel logs only errors: its "running over TCP without encryption" warning (the kernel and
-#: papermill talk over loopback) would otherwise interleave with the progress bars.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: The kernel's own log is silenced below CRITICAL: its "running over TCP without encryption" warning
+#: (the kernel and papermill talk over loopback) would interleave with the progress bars, and on Ctrl-C
+#: the kernel, shut down mid-cell, logs "KeyboardInterrupt caught in kernel" and a ZMQ traceback at
+#: ERROR level.  A cell's own error still reaches the user: papermill reports it and the notebook keeps it.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 #: Set while ``reproduce`` runs a notebook: long loops inside it (the table's rows,
 #: :func:`ctlib.evaluate.run_rows`) then draw their progress bar on the terminal as well.
 TERMINAL_PROGRESS_ENV = "CTLIB_TERMINAL_PROGRESS"
