@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from ctlib.nn import fast as fast_mod
+from ctlib.nn import winograd
 from ctlib.nn.checkpoint import save_checkpoint
 from ctlib.nn.configs import V1_UNET, build_unet
 from ctlib.nn.denoiser import ResShiftDenoiser, build_official_denoiser, denoiser_from_checkpoint
@@ -330,3 +331,94 @@ def test_build_official_denoiser_is_fast_by_default(tmp_path):
         dec = fast.autoencoder.decode(vq["inputs"]["z_rand"])
     torch.testing.assert_close(out, unet["output"], rtol=0, atol=1e-5)
     torch.testing.assert_close(dec, vq["outputs_float32"]["dec_rand"], rtol=0, atol=1e-5)
+
+
+# --- Winograd F(2x2, 3x3) (ctlib.nn.winograd) --------------------------------------------------
+
+def _correlate_1d(d: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The 2 outputs of a 3-tap correlation of 4 inputs, written out (the definition)."""
+    return torch.stack([d[0] * g[0] + d[1] * g[1] + d[2] * g[2], d[1] * g[0] + d[2] * g[1] + d[3] * g[2]])
+
+
+def test_winograd_constants_give_the_3_tap_correlation():
+    """The 1-D identity behind F(2x2, 3x3): A^T [(G g) * (B^T d)] = correlation of d with g."""
+    b_t, g_m, a_t = (torch.tensor(m, dtype=torch.float64) for m in (winograd.B_T, winograd.G, winograd.A_T))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        d, g = torch.randn(4, generator=gen, dtype=torch.float64), torch.randn(3, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(a_t @ ((g_m @ g) * (b_t @ d)), _correlate_1d(d, g), rtol=0, atol=1e-14)
+    # and the 2-D transformed weight: U_k = G g G^T, k = 4 r + s
+    w = torch.randn(3, 2, 3, 3, generator=gen)
+    u = winograd.transformed_weight(w)
+    assert u.shape == (16, 3, 2) and u.dtype == w.dtype
+    torch.testing.assert_close(u[4 * 1 + 2, 2, 1], (g_m @ w[2, 1].double() @ g_m.T)[1, 2].float())
+
+
+def _winograd_case(shape, c_out, gen, bias=True):
+    B, C, H, W = shape
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c_out, C, 3, 3, generator=gen) / (9 * C) ** 0.5
+    b = torch.randn(c_out, generator=gen) * 0.1 if bias else None
+    return x, w, b
+
+
+@pytest.mark.skipif(not winograd._ONEDNN, reason="oneDNN not available")
+@pytest.mark.parametrize(("shape", "c_out", "bias", "residual"),
+                         [((1, 128, 8, 8), 128, True, False), ((2, 160, 16, 12), 192, False, True),
+                          ((1, 320, 32, 32), 128, True, True)])
+def test_winograd_convolution_matches_a_float64_convolution(shape, c_out, bias, residual):
+    gen = torch.Generator().manual_seed(1)
+    x, w, b = _winograd_case(shape, c_out, gen, bias)
+    other = torch.randn(shape[0], c_out, *shape[2:], generator=gen) if residual else None
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    assert winograd.applies(x, w, geometry)
+    packed, bias16 = winograd.pack(w, b, tuple(x.shape))
+    with torch.no_grad():
+        out = winograd.conv3x3(x, packed, bias16, c_out, None if other is None else other.clone())
+    ref = torch.nn.functional.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=1)
+    if other is not None:
+        ref = ref + other.double()
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert ref.abs().max() > 1  # O(1) activations: the tolerance means something
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=ATOL[torch.float32])
+    # no less accurate than the direct convolution it replaces (here it is 2-3x more accurate)
+    direct = torch.nn.functional.conv2d(x, w, b, padding=1) + (0 if other is None else other)
+    assert (out.double() - ref).abs().max() <= 1.5 * (direct.double() - ref).abs().max()
+
+
+def test_winograd_applies_only_where_it_pays_and_computes_the_same_thing():
+    gen = torch.Generator().manual_seed(2)
+    x, w, _ = _winograd_case((1, 128, 16, 16), 128, gen)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    assert winograd.applies(x, w, geometry) == winograd._ONEDNN
+    assert not winograd.applies(x.contiguous(), w, geometry)  # default layout
+    assert not winograd.applies(x.double(), w.double(), geometry)  # float64 runs direct
+    assert not winograd.applies(x[:, :, :15, :15].contiguous(memory_format=torch.channels_last), w, geometry)  # odd
+    assert not winograd.applies(x[:, :, :6, :6].contiguous(memory_format=torch.channels_last), w, geometry)  # tiny
+    assert not winograd.applies(x[:, :64], w[:, :64], geometry)  # narrow
+    assert not winograd.applies(x, w, ((1, 1), (2, 2), (1, 1), 1))  # strided
+    assert not winograd.applies(x, w[:, :, :1, :1], ((0, 0), (1, 1), (1, 1), 1))  # 1x1
+
+
+@functools.cache
+def _v1_shaped_wide() -> UNetModelSwin:
+    """The v1 architecture at a width whose levels 2-4 (128-256 channels) run by Winograd."""
+    config = {**V1_UNET, "model_channels": 64, "swin_embed_dim": 32, "num_head_channels": 8}
+    return _randomize(build_unet(config), seed=7).eval()
+
+
+@pytest.mark.skipif(not winograd._ONEDNN, reason="oneDNN not available")
+def test_v1_shaped_unet_with_wide_layers_runs_winograd_and_matches_plain(monkeypatch):
+    model = _v1_shaped_wide()
+    fast = accelerate(copy.deepcopy(model))
+    calls = []
+    conv3x3 = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda x, *a, **k: calls.append(tuple(x.shape)) or conv3x3(x, *a, **k))
+    gen = torch.Generator().manual_seed(8)
+    x, lq = torch.randn(1, 3, 64, 64, generator=gen), torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    t = torch.tensor([9.0])
+    ref = _unet_out(model, x, t, lq)
+    assert ref.abs().max() > 0.1
+    torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=ATOL[torch.float32])
+    assert len(calls) >= 10 and {s[2] for s in calls} == {8, 16, 32}  # the 128- and 256-channel levels

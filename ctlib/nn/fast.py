@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import winograd
 from .swin import BasicLayer, SwinTransformerBlock
 from .unet import ResBlock, TimestepEmbedSequential, UNetModelSwin, Upsample
 from .vq import AttnBlock, Decoder, Encoder, ResnetBlock
@@ -155,6 +156,10 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     padding, stride, dilation, groups = geometry
     if (cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
             and torch.backends.mkldnn.enabled and _ONEDNN_CONV):
+        if winograd.applies(x, weight, geometry):
+            packed, bias16 = _cached(cache, name + "_winograd", sources, lambda: winograd.pack(weight, bias, tuple(x.shape)),
+                                     extra=(tuple(x.shape),))
+            return winograd.conv3x3(x, packed, bias16, weight.shape[0], other)
         # oneDNN picks the blocked layout for the input size (a layout packed for another size can
         # cost a reorder per call, 70x slower for some 1x1 convolutions): one entry, for the last size
         packed = _cached(cache, name, sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
