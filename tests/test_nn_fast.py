@@ -364,8 +364,8 @@ def _winograd_case(shape, c_out, gen, bias=True):
 
 @pytest.mark.skipif(not winograd._ONEDNN, reason="oneDNN not available")
 @pytest.mark.parametrize(("shape", "c_out", "bias", "residual"),
-                         [((1, 128, 8, 8), 128, True, False), ((2, 160, 16, 12), 192, False, True),
-                          ((1, 320, 32, 32), 128, True, True)])
+                         [((1, 160, 8, 8), 160, True, False), ((2, 160, 16, 12), 192, False, True),
+                          ((1, 320, 32, 32), 160, True, True), ((3, 192, 80, 64), 160, True, False)])
 def test_winograd_convolution_matches_a_float64_convolution(shape, c_out, bias, residual):
     gen = torch.Generator().manual_seed(1)
     x, w, b = _winograd_case(shape, c_out, gen, bias)
@@ -389,7 +389,7 @@ def test_winograd_convolution_matches_a_float64_convolution(shape, c_out, bias, 
 
 def test_winograd_applies_only_where_it_pays_and_computes_the_same_thing():
     gen = torch.Generator().manual_seed(2)
-    x, w, _ = _winograd_case((1, 128, 16, 16), 128, gen)
+    x, w, _ = _winograd_case((1, 160, 16, 16), 160, gen)
     geometry = ((1, 1), (1, 1), (1, 1), 1)
     assert winograd.applies(x, w, geometry) == winograd._ONEDNN
     assert not winograd.applies(x.contiguous(), w, geometry)  # default layout
@@ -399,12 +399,17 @@ def test_winograd_applies_only_where_it_pays_and_computes_the_same_thing():
     assert not winograd.applies(x[:, :64], w[:, :64], geometry)  # narrow
     assert not winograd.applies(x, w, ((1, 1), (2, 2), (1, 1), 1))  # strided
     assert not winograd.applies(x, w[:, :, :1, :1], ((0, 0), (1, 1), (1, 1), 1))  # 1x1
+    # bands of at most MAX_TILES output blocks, whole tile rows, equal sizes
+    for B, H, W in [(1, 32, 32), (2, 64, 64), (1, 80, 64), (1, 8, 2 * winograd.MAX_TILES + 2), (1, 16, 16)]:
+        rows = winograd.tile_rows(B, H, W)
+        assert (H // 2) % rows == 0 and (rows * (W // 2) <= winograd.MAX_TILES or rows == 1)
+        assert rows == H // 2 or (rows + 1) * (W // 2) > winograd.MAX_TILES or (H // 2) % (rows + 1) != 0
 
 
 @functools.cache
 def _v1_shaped_wide() -> UNetModelSwin:
-    """The v1 architecture at a width whose levels 2-4 (128-256 channels) run by Winograd."""
-    config = {**V1_UNET, "model_channels": 64, "swin_embed_dim": 32, "num_head_channels": 8}
+    """The v1 architecture at a width whose levels 2-4 (192-384 channels) run by Winograd."""
+    config = {**V1_UNET, "model_channels": 96, "swin_embed_dim": 32, "num_head_channels": 8}
     return _randomize(build_unet(config), seed=7).eval()
 
 
@@ -421,4 +426,4 @@ def test_v1_shaped_unet_with_wide_layers_runs_winograd_and_matches_plain(monkeyp
     ref = _unet_out(model, x, t, lq)
     assert ref.abs().max() > 0.1
     torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=ATOL[torch.float32])
-    assert len(calls) >= 10 and {s[2] for s in calls} == {8, 16, 32}  # the 128- and 256-channel levels
+    assert len(calls) >= 10 and {s[2] for s in calls} == {8, 16, 32}  # the 192- and 384-channel levels

@@ -12,6 +12,10 @@ What the fast forwards do (all of it float32/float64, CPU or CUDA unless said ot
   (``mkldnn::_convolution_pointwise``) with its weight packed once into oneDNN's blocked layout
   for the input size (cached with the module, rebuilt when the weight changes) instead of being
   reordered on every call, which is most of a convolution's time on small maps (8 x 8: 2-4x);
+* **Winograd F(2x2, 3x3)** for the wide 3x3 convolutions (:mod:`ctlib.nn.winograd`: at least 160
+  input and output channels, even maps of at least 8 x 8, CPU float32, channels-last, pre-packed):
+  4 instead of 9 multiplications per output pixel and channel pair, its 16 products one grouped
+  oneDNN call; it rounds closer to a float64 convolution than oneDNN's direct kernels;
 * **channels-last activations** inside UNets: the convolutions, GroupNorms and Swin layers read
   and write ``(B, H, W, C)`` memory; 1x1 convolutions are matrix products of that view; the
   output returns in the default layout;
@@ -613,10 +617,14 @@ def accelerate(
     ``prepack``: on the CPU in float32, every convolution runs through oneDNN with its weight packed
     once into oneDNN's blocked layout for the input size (built at the first call, kept with the
     module, rebuilt when the weight or the input size changes) instead of being reordered on every
-    call.  Costs memory about the size of the convolution weights (:func:`cache_bytes`: 0.42 GB
-    for the v1 UNet, 16 MB for the bundled pixel model).  ``None`` (default): on for UNets, off for
-    autoencoders (oneDNN's blocked kernels round differently from its default ones: up to 1.4e-5
-    on the VQ-f4 decoder's output, 1.1e-5 from the VQ fixture, whose tests allow 1e-5).
+    call; wide 3x3 convolutions run by Winograd on a packed transformed weight (16/9 of the weight)
+    instead.  Costs memory about the size of the convolution weights (:func:`cache_bytes`: 0.65 GB
+    for the v1 UNet, 0.42 GB if packed without Winograd; 16 MB for the bundled pixel model).
+    ``None`` (default): on for UNets, off for autoencoders (oneDNN's blocked kernels round
+    differently from its default ones: up to 1.4e-5 on the VQ-f4 decoder's output, 1.1e-5 from the
+    VQ fixture, whose tests allow 1e-5; Winograd in the decoder's 28 wide convolutions would make it
+    1.6x faster but moves its output 1.1e-5 from a float64 decoder's, where the plain port is within
+    2.6e-6).
     ``channels_last``: run the convolutions on channels-last activations and store the 4-D weights
     channels-last (same values).  ``None`` (default): on for UNets (inside the network only; the
     output has the default layout), off for autoencoders.

@@ -21,7 +21,7 @@ adds it to all four outputs once (``A^T[:, 1] = (1, 1)``).
 
 Multiply-adds per output pixel: ``4 C_in C_out`` instead of ``9 C_in C_out``; the transforms cost
 memory passes proportional to ``C_in + C_out``, so it pays for wide layers
-(:data:`MIN_CHANNELS`); it is not used for narrower ones.  Rounding: it sums in a different order
+(:data:`MIN_RATIO`); it is not used for narrower ones.  Rounding: it sums in a different order
 from the direct convolution, and the measured difference from a float64 reference is *smaller*
 than oneDNN's direct kernels' (``benchmarks/networks.py`` and ``tests/test_nn_fast.py``: v1 UNet
 layers 3-6e-6 against 8-14e-6).  Costs memory 16/9 of the weight per layer (the packed ``U``).
@@ -31,12 +31,26 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MIN_CHANNELS", "B_T", "G", "A_T", "applies", "transformed_weight", "pack", "conv3x3"]
+__all__ = ["MIN_RATIO", "MIN_SIDE", "MAX_TILES", "B_T", "G", "A_T", "applies", "transformed_weight", "tile_rows", "pack",
+           "conv3x3"]
 
-MIN_CHANNELS = 128
-"""Winograd is used for a convolution with at least this many input *and* output channels
-(measured on the v1 UNet's layers, one and two threads: 1.2-1.6x at 160-1280 channels; below ~128
-the transforms cost what the products save)."""
+MIN_RATIO = 80
+"""Winograd is used where ``C_in C_out / (C_in + C_out)`` (per pixel: the products' work over the
+transforms' memory passes) is at least this: every 3x3 convolution of 160 or more input and output
+channels, none of the bundled pixel model's (at most 64 output channels).  Measured on the v1 UNet
+(one thread): its convolutions take 470 ms per forward with this rule, 487 ms with a stricter one
+(ratio 120 and sides of 16: direct convolutions for the 160-channel layers at 64 x 64 and the 8 x 8
+layers), 615 ms without Winograd; timed one layer at a time, cache-warm, those excluded layers
+run 0.8-1.2x, the others 1.1-1.6x."""
+MIN_SIDE = 8
+"""... on maps of at least this many pixels a side."""
+MAX_TILES = 256
+"""The most 2 x 2 output blocks (tiles) one pass transforms and multiplies (a 32 x 32 map, or a
+band of 8 tile rows of a 64 x 64 one).  Larger maps and batches go image by image and in bands of
+rows, which keeps a pass's transformed tiles (``16 (C_in + C_out)`` floats a tile) within the CPU's
+caches: on the VQ-f4 decoder's 256 channels at 128 x 128, 1.5x over the direct convolution in bands
+against 0.9-1.0x in one pass; on the v1 UNet (one and two threads) 256 was as fast as or faster than
+1024, 128 and 64."""
 
 B_T = ((1.0, 0.0, -1.0, 0.0), (0.0, 1.0, 1.0, 0.0), (0.0, -1.0, 1.0, 0.0), (0.0, 1.0, 0.0, -1.0))
 G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -47,19 +61,20 @@ _ONEDNN = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn
 
 def applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> bool:
     """Whether :func:`conv3x3` computes ``conv2d(x, weight, padding=1)`` here: a 3x3, stride-1,
-    padding-1, ungrouped convolution with at least :data:`MIN_CHANNELS` input and output channels,
-    of a channels-last CPU float32 map with even sides of at least 8, oneDNN available."""
+    padding-1, ungrouped convolution wide enough (:data:`MIN_RATIO`) of a channels-last CPU float32
+    map with even sides of at least :data:`MIN_SIDE`, oneDNN available."""
     padding, stride, dilation, groups = geometry
     if not (_ONEDNN and torch.backends.mkldnn.enabled):
         return False
     if tuple(padding) != (1, 1) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
         return False
-    if weight.shape[2:] != (3, 3) or min(weight.shape[0], weight.shape[1]) < MIN_CHANNELS:
+    c_out, c_in = weight.shape[:2]
+    if weight.shape[2:] != (3, 3) or c_in * c_out < MIN_RATIO * (c_in + c_out):
         return False
     if x.dim() != 4 or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
         return False
     H, W = x.shape[2:]
-    return H % 2 == 0 and W % 2 == 0 and H >= 8 and W >= 8 and x.is_contiguous(memory_format=torch.channels_last)
+    return H % 2 == 0 and W % 2 == 0 and min(H, W) >= MIN_SIDE and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -70,14 +85,25 @@ def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(16, weight.shape[0], weight.shape[1]).to(weight.dtype)
 
 
+def tile_rows(batch: int, height: int, width: int) -> int:
+    """How many rows of 2 x 2 output blocks :func:`conv3x3` computes in one pass: all of an image's
+    when it has at most :data:`MAX_TILES` blocks, else the largest divisor of ``height / 2`` whose
+    band has at most that many (at least one row)."""
+    th, tw = height // 2, width // 2
+    if th * tw <= MAX_TILES:
+        return th
+    return max([d for d in range(1, th + 1) if th % d == 0 and d * tw <= MAX_TILES] or [1])
+
+
 def pack(weight: torch.Tensor, bias: torch.Tensor | None, x_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The transformed weight as oneDNN's packed weight of a 16-group 1x1 convolution on tile maps
-    of an input of shape ``x_shape``, and its bias (``bias`` on product 5, zeros elsewhere)."""
+    """The transformed weight as oneDNN's packed weight of a 16-group 1x1 convolution on the tile
+    bands :func:`conv3x3` makes of an input of shape ``x_shape``, and its bias (``bias`` on product
+    5, zeros elsewhere)."""
     c_out, c_in = weight.shape[:2]
     B, _, H, W = x_shape
     u = transformed_weight(weight).reshape(16 * c_out, c_in, 1, 1).contiguous()
     packed = torch._C._nn.mkldnn_reorder_conv2d_weight(u.to_mkldnn(), [0, 0], [1, 1], [1, 1], 16,
-                                                      [B, 16 * c_in, H // 2, W // 2])
+                                                      [1, 16 * c_in, tile_rows(B, H, W) * (W // 2), 1])
     bias16 = torch.zeros(16, c_out, dtype=weight.dtype, device=weight.device)
     if bias is not None:
         bias16[_BIAS_PRODUCT] = bias.detach()
@@ -88,32 +114,54 @@ def conv3x3(x: torch.Tensor, packed: torch.Tensor, bias16: torch.Tensor, c_out: 
             other: torch.Tensor | None = None) -> torch.Tensor:
     """``conv2d(x, weight, bias, padding=1) (+ other)`` by Winograd F(2x2, 3x3), with ``(packed,
     bias16) = pack(weight, bias, x.shape)``; ``x`` channels-last (see :func:`applies`); the output is
-    channels-last."""
+    channels-last.  Works image by image, in bands of :func:`tile_rows` rows of output blocks, so
+    that the transformed tiles of a band stay in the CPU's caches."""
     B, C, H, W = x.shape
     th, tw = H // 2, W // 2
+    band = tile_rows(B, H, W)
     padded = x.new_zeros(B, H + 2, W + 2, C)
     padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
-    # input transform V = B^T d B, rows then columns; V[..., k, :] holds product k's input
-    d = [padded[:, i:i + 2 * th:2] for i in range(4)]  # row i of every tile: (B, th, W + 2, C)
-    rows = [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
-    V = x.new_empty(B, th, tw, 16, C)
-    for r, row in enumerate(rows):
-        e = [row[:, :, j:j + 2 * tw:2] for j in range(4)]
-        torch.sub(e[0], e[2], out=V[..., 4 * r, :])
-        torch.add(e[1], e[2], out=V[..., 4 * r + 1, :])
-        torch.sub(e[2], e[1], out=V[..., 4 * r + 2, :])
-        torch.sub(e[1], e[3], out=V[..., 4 * r + 3, :])
-    # the 16 products M_k = V_k U_k (+ bias on k = 5): one grouped 1x1 convolution
-    M = torch.ops.mkldnn._convolution_pointwise(V.view(B, th, tw, 16 * C).permute(0, 3, 1, 2), packed, bias16,
-                                                [0, 0], [1, 1], [1, 1], 16, "none", [], "")
-    m = M.permute(0, 2, 3, 1).view(B, th, tw, 16, c_out)
-    # output transform Y = A^T M A: rows (s_j = M_0j + M_1j + M_2j, t_j = M_1j - M_2j - M_3j), then columns
-    s = [m[..., j, :] + m[..., 4 + j, :] + m[..., 8 + j, :] for j in range(4)]
-    t = [m[..., 4 + j, :] - m[..., 8 + j, :] - m[..., 12 + j, :] for j in range(4)]
     out = x.new_empty(B, H, W, c_out)
-    y = out.view(B, th, 2, tw, 2, c_out)
-    for a, z in enumerate((s, t)):
-        torch.add(z[0], z[1], out=y[:, :, a, :, 0]).add_(z[2])
-        torch.sub(z[1], z[2], out=y[:, :, a, :, 1]).sub_(z[3])
+    blocks = out.view(B, th, 2, tw, 2, c_out)
+    V = x.new_empty(1, band, tw, 16, C)  # V[..., k, :]: product k's input, k = 4 r + s
+    for b in range(B):
+        for i in range(0, th, band):
+            _input_transform(padded[b:b + 1, 2 * i:2 * (i + band) + 2], V)
+            M = torch.ops.mkldnn._convolution_pointwise(V.view(1, band * tw, 1, 16 * C).permute(0, 3, 1, 2), packed,
+                                                        bias16, [0, 0], [1, 1], [1, 1], 16, "none", [], "")
+            _output_transform(M.permute(0, 2, 3, 1).view(1, band, tw, 16, c_out), blocks[b:b + 1, i:i + band])
     out = out.permute(0, 3, 1, 2)
     return out if other is None else out.add_(other)
+
+
+def _input_transform(padded: torch.Tensor, V: torch.Tensor) -> None:
+    """``V = B^T d B`` for every 4 x 4 tile ``d`` (stride 2) of ``padded`` ``(1, 2 n + 2, 2 m + 2, C)``,
+    into ``V`` ``(1, n, m, 16, C)``: the rows of all tiles at once, then their columns (eight
+    tensor operations in all: on small maps their count, not their size, sets the time)."""
+    n, m, _, C = V.shape[1:]
+    d = [padded[0, i:i + 2 * n:2] for i in range(4)]  # row i of every tile: (n, 2 m + 2, C)
+    rows = padded.new_empty(4, n, 2 * m + 2, C)  # (B^T d) row r
+    torch.sub(d[0], d[2], out=rows[0])
+    torch.add(d[1], d[2], out=rows[1])
+    torch.sub(d[2], d[1], out=rows[2])
+    torch.sub(d[1], d[3], out=rows[3])
+    e = [rows[:, :, j:j + 2 * m:2].permute(1, 2, 0, 3) for j in range(4)]  # column j of every tile: (n, m, 4, C)
+    v = V.view(n, m, 4, 4, C)  # [..., r, s, :]
+    torch.sub(e[0], e[2], out=v[:, :, :, 0])
+    torch.add(e[1], e[2], out=v[:, :, :, 1])
+    torch.sub(e[2], e[1], out=v[:, :, :, 2])
+    torch.sub(e[1], e[3], out=v[:, :, :, 3])
+
+
+def _output_transform(M: torch.Tensor, blocks: torch.Tensor) -> None:
+    """``Y = A^T M A`` of the products ``M`` ``(1, n, m, 16, C_out)`` into the 2 x 2 output blocks
+    ``blocks`` ``(1, n, 2, m, 2, C_out)``: rows (``z_0 = M_0 + M_1 + M_2``, ``z_1 = M_1 - M_2 -
+    M_3``, M_r a row of four products), then columns, likewise."""
+    n, m, _, c_out = M.shape[1:]
+    mv = M.view(n, m, 4, 4, c_out)  # [..., r, s, :]
+    z = M.new_empty(n, m, 2, 4, c_out)  # (A^T M) row a
+    torch.add(mv[:, :, 0], mv[:, :, 1], out=z[:, :, 0]).add_(mv[:, :, 2])
+    torch.sub(mv[:, :, 1], mv[:, :, 2], out=z[:, :, 1]).sub_(mv[:, :, 3])
+    y = blocks[0].permute(0, 2, 1, 3, 4)  # (n, m, a, b, C_out)
+    torch.add(z[..., 0, :], z[..., 1, :], out=y[..., 0, :]).add_(z[..., 2, :])
+    torch.sub(z[..., 1, :], z[..., 2, :], out=y[..., 1, :]).sub_(z[..., 3, :])
