@@ -387,6 +387,28 @@ def test_winograd_convolution_matches_a_float64_convolution(shape, c_out, bias, 
     assert (out.double() - ref).abs().max() <= 1.5 * (direct.double() - ref).abs().max()
 
 
+@pytest.mark.skipif(not winograd._ONEDNN, reason="oneDNN not available")
+@pytest.mark.parametrize(("shape", "c_out"), [((1, 320, 16, 16), 320), ((2, 160, 8, 12), 192), ((1, 192, 40, 32), 160)])
+def test_winograd_upsampled_convolution_matches_interpolate_then_convolve(shape, c_out):
+    """nearest-x2 upsampling then a 3x3 convolution, as 9 Winograd products per 2 x 2 output block
+    (the last shape goes in bands), against float64 and no less accurate than the direct path."""
+    gen = torch.Generator().manual_seed(3)
+    x, w, b = _winograd_case(shape, c_out, gen)
+    assert winograd.applies_upsampled(x, w)
+    packed, bias9 = winograd.pack_upsampled(w, b, tuple(x.shape))
+    with torch.no_grad():
+        out = winograd.upsampled_conv3x3(x, packed, bias9, c_out)
+    up = torch.nn.functional.interpolate
+    ref = torch.nn.functional.conv2d(up(x.double(), scale_factor=2, mode="nearest"), w.double(), b.double(), padding=1)
+    direct = torch.nn.functional.conv2d(up(x, scale_factor=2, mode="nearest"), w, b, padding=1)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+    assert ref.abs().max() > 1
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=ATOL[torch.float32])
+    assert (out.double() - ref).abs().max() <= 1.5 * (direct.double() - ref).abs().max()
+    assert not winograd.applies_upsampled(x[:, :64], w[:, :64])  # narrow
+    assert not winograd.applies_upsampled(x.contiguous(), w)  # default layout
+
+
 def test_winograd_applies_only_where_it_pays_and_computes_the_same_thing():
     gen = torch.Generator().manual_seed(2)
     x, w, _ = _winograd_case((1, 160, 16, 16), 160, gen)
@@ -420,6 +442,9 @@ def test_v1_shaped_unet_with_wide_layers_runs_winograd_and_matches_plain(monkeyp
     calls = []
     conv3x3 = winograd.conv3x3
     monkeypatch.setattr(winograd, "conv3x3", lambda x, *a, **k: calls.append(tuple(x.shape)) or conv3x3(x, *a, **k))
+    upsampled, up_conv3x3 = [], winograd.upsampled_conv3x3
+    monkeypatch.setattr(winograd, "upsampled_conv3x3",
+                        lambda x, *a, **k: upsampled.append(tuple(x.shape)) or up_conv3x3(x, *a, **k))
     gen = torch.Generator().manual_seed(8)
     x, lq = torch.randn(1, 3, 64, 64, generator=gen), torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
     t = torch.tensor([9.0])
@@ -427,3 +452,4 @@ def test_v1_shaped_unet_with_wide_layers_runs_winograd_and_matches_plain(monkeyp
     assert ref.abs().max() > 0.1
     torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=ATOL[torch.float32])
     assert len(calls) >= 10 and {s[2] for s in calls} == {8, 16, 32}  # the 192- and 384-channel levels
+    assert {s[2] for s in upsampled} == {8, 16, 32}  # the three upsamplings

@@ -20,7 +20,9 @@ What the fast forwards do (all of it float32/float64, CPU or CUDA unless said ot
   and write ``(B, H, W, C)`` memory; 1x1 convolutions are matrix products of that view; the
   output returns in the default layout;
 * **nearest-x2 upsampling + 3x3 convolution as one 2x2 convolution** with four phase kernels
-  (``Upsample``: 16 instead of 36 multiply-adds per output pixel and channel, no upsampled copy);
+  (``Upsample``: 16 instead of 36 multiply-adds per 2 x 2 output block and channel pair, no
+  upsampled copy), or, where Winograd applies, as 9 Winograd products per block
+  (:func:`ctlib.nn.winograd.upsampled_conv3x3`: on an upsampled tile a quarter of the 16 vanish);
 * **fused residuals**: ``conv2(h) + skip`` of a ResBlock, ``fc2(m) + t`` of a Swin MLP as one call;
   the MLP's exact GELU inside its first matrix product (oneDNN post-ops, CPU float32); for batch 1
   ``GroupNorm(h) (1 + scale) + shift`` as one GroupNorm with the scale and shift folded into its
@@ -236,10 +238,14 @@ def _upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.
     """``conv(F.interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, stride-1, padding-1 conv,
     as one convolution of ``x`` with four 2x2 kernels (16 instead of 36 multiply-adds per output
     pixel and channel, and no upsampled copy of ``x``), then an interleave of the four phases."""
-    weight, bias = _subpixel_weights(owner, conv)
     if conv.__dict__.get(_CL_IN) and x.shape[1] > 4:
         x = x.contiguous(memory_format=_CL)
     cache = owner if conv.__dict__.get(_PREPACK) else None
+    if cache is not None and winograd.applies_upsampled(x, conv.weight):
+        packed, bias9 = _cached(owner, "upsampled_winograd", _sources(conv),
+                                lambda: winograd.pack_upsampled(conv.weight, conv.bias, tuple(x.shape)), extra=(tuple(x.shape),))
+        return winograd.upsampled_conv3x3(x, packed, bias9, conv.out_channels)
+    weight, bias = _subpixel_weights(owner, conv)
     phases = _run_conv(x, weight, bias, ((1, 1), (1, 1), (1, 1), 1), cache=cache, sources=_sources(conv))
     B, _, H, W = x.shape
     c = conv.out_channels

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["MIN_RATIO", "MIN_SIDE", "MAX_TILES", "B_T", "G", "A_T", "applies", "transformed_weight", "tile_rows", "pack",
-           "conv3x3"]
+           "conv3x3", "applies_upsampled", "pack_upsampled", "upsampled_conv3x3"]
 
 MIN_RATIO = 80
 """Winograd is used where ``C_in C_out / (C_in + C_out)`` (per pixel: the products' work over the
@@ -165,3 +165,98 @@ def _output_transform(M: torch.Tensor, blocks: torch.Tensor) -> None:
     y = blocks[0].permute(0, 2, 1, 3, 4)  # (n, m, a, b, C_out)
     torch.add(z[..., 0, :], z[..., 1, :], out=y[..., 0, :]).add_(z[..., 2, :])
     torch.sub(z[..., 1, :], z[..., 2, :], out=y[..., 1, :]).sub_(z[..., 3, :])
+
+
+# ---------------------------------------------------------------------------------------------
+# nearest-x2 upsampling, then a 3x3 convolution: 9 products per 2 x 2 output block instead of 16
+# ---------------------------------------------------------------------------------------------
+_UPSAMPLED = (0, 1, 3)
+"""On a nearest-x2 upsampled map the 4 x 4 tile of output block ``(2 p, 2 q)`` repeats its middle
+rows: ``d = (x[p-1], x[p], x[p], x[p+1])``, so ``B^T d = (x[p-1] - x[p], 2 x[p], 0, x[p] - x[p+1])``.
+Row (and column) 2 vanishes: only the products with ``r, s`` in ``(0, 1, 3)`` are left, and the
+factor 2 of row 1 goes into ``U``.  The output transform keeps ``y_0 = M_0 + M_1``, ``y_1 = M_1 -
+M_3``."""
+_UPSAMPLED_BIAS_PRODUCT = 4  # (r, s) = (1, 1) among the 9
+
+
+def applies_upsampled(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`upsampled_conv3x3` computes ``conv2d(nearest_x2(x), weight, padding=1)`` here
+    (the convolution's geometry is the caller's to check: 3x3, stride 1, padding 1, ungrouped): wide
+    enough (:data:`MIN_RATIO`), a channels-last CPU float32 ``x`` with sides of at least
+    :data:`MIN_SIDE`, oneDNN available."""
+    if not (_ONEDNN and torch.backends.mkldnn.enabled) or weight.shape[2:] != (3, 3):
+        return False
+    c_out, c_in = weight.shape[:2]
+    if c_in * c_out < MIN_RATIO * (c_in + c_out):
+        return False
+    if x.dim() != 4 or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
+        return False
+    return min(x.shape[2:]) >= MIN_SIDE and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def pack_upsampled(weight: torch.Tensor, bias: torch.Tensor | None,
+                   x_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`pack` for :func:`upsampled_conv3x3` of an input of shape ``x_shape``: the 9
+    products ``U_rs``, ``r, s`` in ``(0, 1, 3)``, times 2 for ``r = 1`` and for ``s = 1`` (exact)."""
+    c_out, c_in = weight.shape[:2]
+    B, _, H, W = x_shape
+    u = transformed_weight(weight).view(4, 4, c_out, c_in)[list(_UPSAMPLED)][:, list(_UPSAMPLED)]
+    two = torch.tensor([1.0, 2.0, 1.0], dtype=u.dtype, device=u.device)
+    u = u * (two[:, None] * two[None, :])[:, :, None, None]
+    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(u.reshape(9 * c_out, c_in, 1, 1).contiguous().to_mkldnn(),
+                                                      [0, 0], [1, 1], [1, 1], 9,
+                                                      [1, 9 * c_in, tile_rows(B, 2 * H, 2 * W) * W, 1])
+    bias9 = torch.zeros(9, c_out, dtype=weight.dtype, device=weight.device)
+    if bias is not None:
+        bias9[_UPSAMPLED_BIAS_PRODUCT] = bias.detach()
+    return packed, bias9.reshape(-1)
+
+
+def upsampled_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias9: torch.Tensor, c_out: int) -> torch.Tensor:
+    """``conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)`` by
+    Winograd F(2x2, 3x3) on the upsampled map's tiles (:data:`_UPSAMPLED`), without the upsampled
+    copy, with ``(packed, bias9) = pack_upsampled(weight, bias, x.shape)``: one 2 x 2 output block
+    per input pixel, 9 products (multiplications) per block where the four 2 x 2 phase kernels
+    take 16; ``x`` channels-last, the output channels-last."""
+    B, C, H, W = x.shape
+    band = tile_rows(B, 2 * H, 2 * W)
+    padded = x.new_zeros(B, H + 2, W + 2, C)
+    padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
+    out = x.new_empty(B, 2 * H, 2 * W, c_out)
+    blocks = out.view(B, H, 2, W, 2, c_out)
+    V = x.new_empty(1, band, W, 9, C)
+    for b in range(B):
+        for i in range(0, H, band):
+            _upsampled_input_transform(padded[b:b + 1, i:i + band + 2], V)
+            M = torch.ops.mkldnn._convolution_pointwise(V.view(1, band * W, 1, 9 * C).permute(0, 3, 1, 2), packed,
+                                                        bias9, [0, 0], [1, 1], [1, 1], 9, "none", [], "")
+            _upsampled_output_transform(M.permute(0, 2, 3, 1).view(1, band, W, 9, c_out), blocks[b:b + 1, i:i + band])
+    return out.permute(0, 3, 1, 2)
+
+
+def _upsampled_input_transform(padded: torch.Tensor, V: torch.Tensor) -> None:
+    """Rows ``(x[p-1] - x[p], x[p], x[p] - x[p+1])`` of ``padded`` ``(1, n + 2, m + 2, C)``, then
+    the same of their columns, into ``V`` ``(1, n, m, 9, C)``."""
+    n, m, _, C = V.shape[1:]
+    rows = padded.new_empty(3, n, m + 2, C)
+    torch.sub(padded[0, 0:n], padded[0, 1:n + 1], out=rows[0])
+    rows[1].copy_(padded[0, 1:n + 1])
+    torch.sub(padded[0, 1:n + 1], padded[0, 2:n + 2], out=rows[2])
+    e = [rows[:, :, j:j + m].permute(1, 2, 0, 3) for j in range(3)]  # (n, m, 3, C)
+    v = V.view(n, m, 3, 3, C)
+    torch.sub(e[0], e[1], out=v[:, :, :, 0])
+    v[:, :, :, 1].copy_(e[1])
+    torch.sub(e[1], e[2], out=v[:, :, :, 2])
+
+
+def _upsampled_output_transform(M: torch.Tensor, blocks: torch.Tensor) -> None:
+    """``y_0 = M_0 + M_1``, ``y_1 = M_1 - M_3`` over rows, then columns, of the products ``M``
+    ``(1, n, m, 9, C_out)`` into ``blocks`` ``(1, n, 2, m, 2, C_out)``."""
+    n, m, _, c_out = M.shape[1:]
+    mv = M.view(n, m, 3, 3, c_out)
+    z = M.new_empty(n, m, 2, 3, c_out)
+    torch.add(mv[:, :, 0], mv[:, :, 1], out=z[:, :, 0])
+    torch.sub(mv[:, :, 1], mv[:, :, 2], out=z[:, :, 1])
+    y = blocks[0].permute(0, 2, 1, 3, 4)  # (n, m, a, b, C_out)
+    torch.add(z[..., 0, :], z[..., 1, :], out=y[..., 0, :])
+    torch.sub(z[..., 1, :], z[..., 2, :], out=y[..., 1, :])
