@@ -115,56 +115,48 @@ def conv3x3(x: torch.Tensor, packed: torch.Tensor, bias16: torch.Tensor, c_out: 
     """``conv2d(x, weight, bias, padding=1) (+ other)`` by Winograd F(2x2, 3x3), with ``(packed,
     bias16) = pack(weight, bias, x.shape)``; ``x`` channels-last (see :func:`applies`); the output is
     channels-last.  Works image by image, in bands of :func:`tile_rows` rows of output blocks, so
-    that the transformed tiles of a band stay in the CPU's caches."""
+    that the transformed tiles of a band stay in the CPU's caches; the buffers of a band and their
+    views are made once per call (on small maps the number of tensor operations, views included,
+    sets the time)."""
     B, C, H, W = x.shape
     th, tw = H // 2, W // 2
-    band = tile_rows(B, H, W)
+    n = tile_rows(B, H, W)
     padded = x.new_zeros(B, H + 2, W + 2, C)
     padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
     out = x.new_empty(B, H, W, c_out)
-    blocks = out.view(B, th, 2, tw, 2, c_out)
-    V = x.new_empty(1, band, tw, 16, C)  # V[..., k, :]: product k's input, k = 4 r + s
+    blocks = out.view(B, th, 2, tw, 2, c_out).permute(0, 1, 3, 2, 4, 5)  # (B, th, tw, a, b, C_out)
+    rows = x.new_empty(4, n, W + 2, C)  # (B^T d) row r, every tile of the band
+    V = x.new_empty(n, tw, 4, 4, C)  # B^T d B: V[..., r, s, :] is product k = 4 r + s's input
+    z = x.new_empty(n, tw, 2, 4, c_out)  # (A^T M) row a
+    row_r = rows.unbind(0)
+    col_j = [rows[:, :, j:j + 2 * tw:2].permute(1, 2, 0, 3) for j in range(4)]  # column j of every tile
+    v_s, z_a, z_s = V.unbind(3), z.unbind(2), z.unbind(3)
+    products_in = V.view(1, n * tw, 1, 16 * C).permute(0, 3, 1, 2)
     for b in range(B):
-        for i in range(0, th, band):
-            _input_transform(padded[b:b + 1, 2 * i:2 * (i + band) + 2], V)
-            M = torch.ops.mkldnn._convolution_pointwise(V.view(1, band * tw, 1, 16 * C).permute(0, 3, 1, 2), packed,
-                                                        bias16, [0, 0], [1, 1], [1, 1], 16, "none", [], "")
-            _output_transform(M.permute(0, 2, 3, 1).view(1, band, tw, 16, c_out), blocks[b:b + 1, i:i + band])
+        for i in range(0, th, n):
+            d = padded[b, 2 * i:2 * (i + n) + 2]
+            d_i = [d[k:k + 2 * n:2] for k in range(4)]  # row k of every tile: (n, W + 2, C)
+            # input transform V = B^T d B, B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+            torch.sub(d_i[0], d_i[2], out=row_r[0])
+            torch.add(d_i[1], d_i[2], out=row_r[1])
+            torch.sub(d_i[2], d_i[1], out=row_r[2])
+            torch.sub(d_i[1], d_i[3], out=row_r[3])
+            torch.sub(col_j[0], col_j[2], out=v_s[0])
+            torch.add(col_j[1], col_j[2], out=v_s[1])
+            torch.sub(col_j[2], col_j[1], out=v_s[2])
+            torch.sub(col_j[1], col_j[3], out=v_s[3])
+            # the 16 products M_k = V_k U_k (+ bias on k = 5): one grouped 1x1 convolution
+            M = torch.ops.mkldnn._convolution_pointwise(products_in, packed, bias16, [0, 0], [1, 1], [1, 1], 16,
+                                                        "none", [], "")
+            m_r = M.permute(0, 2, 3, 1).view(n, tw, 4, 4, c_out).unbind(2)
+            # output transform Y = A^T M A, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+            torch.add(m_r[0], m_r[1], out=z_a[0]).add_(m_r[2])
+            torch.sub(m_r[1], m_r[2], out=z_a[1]).sub_(m_r[3])
+            y_b = blocks[b, i:i + n].unbind(3)  # (n, tw, a, C_out) each
+            torch.add(z_s[0], z_s[1], out=y_b[0]).add_(z_s[2])
+            torch.sub(z_s[1], z_s[2], out=y_b[1]).sub_(z_s[3])
     out = out.permute(0, 3, 1, 2)
     return out if other is None else out.add_(other)
-
-
-def _input_transform(padded: torch.Tensor, V: torch.Tensor) -> None:
-    """``V = B^T d B`` for every 4 x 4 tile ``d`` (stride 2) of ``padded`` ``(1, 2 n + 2, 2 m + 2, C)``,
-    into ``V`` ``(1, n, m, 16, C)``: the rows of all tiles at once, then their columns (eight
-    tensor operations in all: on small maps their count, not their size, sets the time)."""
-    n, m, _, C = V.shape[1:]
-    d = [padded[0, i:i + 2 * n:2] for i in range(4)]  # row i of every tile: (n, 2 m + 2, C)
-    rows = padded.new_empty(4, n, 2 * m + 2, C)  # (B^T d) row r
-    torch.sub(d[0], d[2], out=rows[0])
-    torch.add(d[1], d[2], out=rows[1])
-    torch.sub(d[2], d[1], out=rows[2])
-    torch.sub(d[1], d[3], out=rows[3])
-    e = [rows[:, :, j:j + 2 * m:2].permute(1, 2, 0, 3) for j in range(4)]  # column j of every tile: (n, m, 4, C)
-    v = V.view(n, m, 4, 4, C)  # [..., r, s, :]
-    torch.sub(e[0], e[2], out=v[:, :, :, 0])
-    torch.add(e[1], e[2], out=v[:, :, :, 1])
-    torch.sub(e[2], e[1], out=v[:, :, :, 2])
-    torch.sub(e[1], e[3], out=v[:, :, :, 3])
-
-
-def _output_transform(M: torch.Tensor, blocks: torch.Tensor) -> None:
-    """``Y = A^T M A`` of the products ``M`` ``(1, n, m, 16, C_out)`` into the 2 x 2 output blocks
-    ``blocks`` ``(1, n, 2, m, 2, C_out)``: rows (``z_0 = M_0 + M_1 + M_2``, ``z_1 = M_1 - M_2 -
-    M_3``, M_r a row of four products), then columns, likewise."""
-    n, m, _, c_out = M.shape[1:]
-    mv = M.view(n, m, 4, 4, c_out)  # [..., r, s, :]
-    z = M.new_empty(n, m, 2, 4, c_out)  # (A^T M) row a
-    torch.add(mv[:, :, 0], mv[:, :, 1], out=z[:, :, 0]).add_(mv[:, :, 2])
-    torch.sub(mv[:, :, 1], mv[:, :, 2], out=z[:, :, 1]).sub_(mv[:, :, 3])
-    y = blocks[0].permute(0, 2, 1, 3, 4)  # (n, m, a, b, C_out)
-    torch.add(z[..., 0, :], z[..., 1, :], out=y[..., 0, :]).add_(z[..., 2, :])
-    torch.sub(z[..., 1, :], z[..., 2, :], out=y[..., 1, :]).sub_(z[..., 3, :])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,46 +209,35 @@ def upsampled_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias9: torch.Tensor
     Winograd F(2x2, 3x3) on the upsampled map's tiles (:data:`_UPSAMPLED`), without the upsampled
     copy, with ``(packed, bias9) = pack_upsampled(weight, bias, x.shape)``: one 2 x 2 output block
     per input pixel, 9 products (multiplications) per block where the four 2 x 2 phase kernels
-    take 16; ``x`` channels-last, the output channels-last."""
+    take 16; ``x`` channels-last, the output channels-last.  Bands as in :func:`conv3x3`."""
     B, C, H, W = x.shape
-    band = tile_rows(B, 2 * H, 2 * W)
+    n = tile_rows(B, 2 * H, 2 * W)
     padded = x.new_zeros(B, H + 2, W + 2, C)
     padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
     out = x.new_empty(B, 2 * H, 2 * W, c_out)
-    blocks = out.view(B, H, 2, W, 2, c_out)
-    V = x.new_empty(1, band, W, 9, C)
+    blocks = out.view(B, H, 2, W, 2, c_out).permute(0, 1, 3, 2, 4, 5)  # (B, H, W, a, b, C_out)
+    rows = x.new_empty(3, n, W + 2, C)  # rows (x[p-1] - x[p], x[p], x[p] - x[p+1]) of every tile of the band
+    V = x.new_empty(n, W, 3, 3, C)  # the same of their columns: product (r, s)'s input, r, s in (0, 1, 3)
+    z = x.new_empty(n, W, 2, 3, c_out)  # (y_0, y_1) = (M_0 + M_1, M_1 - M_3) over rows
+    row_r = rows.unbind(0)
+    col_j = [rows[:, :, j:j + W].permute(1, 2, 0, 3) for j in range(3)]  # (n, W, 3, C)
+    v_s, z_a, z_s = V.unbind(3), z.unbind(2), z.unbind(3)
+    products_in = V.view(1, n * W, 1, 9 * C).permute(0, 3, 1, 2)
     for b in range(B):
-        for i in range(0, H, band):
-            _upsampled_input_transform(padded[b:b + 1, i:i + band + 2], V)
-            M = torch.ops.mkldnn._convolution_pointwise(V.view(1, band * W, 1, 9 * C).permute(0, 3, 1, 2), packed,
-                                                        bias9, [0, 0], [1, 1], [1, 1], 9, "none", [], "")
-            _upsampled_output_transform(M.permute(0, 2, 3, 1).view(1, band, W, 9, c_out), blocks[b:b + 1, i:i + band])
+        for i in range(0, H, n):
+            p = padded[b, i:i + n + 2]
+            torch.sub(p[0:n], p[1:n + 1], out=row_r[0])
+            row_r[1].copy_(p[1:n + 1])
+            torch.sub(p[1:n + 1], p[2:n + 2], out=row_r[2])
+            torch.sub(col_j[0], col_j[1], out=v_s[0])
+            v_s[1].copy_(col_j[1])
+            torch.sub(col_j[1], col_j[2], out=v_s[2])
+            M = torch.ops.mkldnn._convolution_pointwise(products_in, packed, bias9, [0, 0], [1, 1], [1, 1], 9,
+                                                        "none", [], "")
+            m_r = M.permute(0, 2, 3, 1).view(n, W, 3, 3, c_out).unbind(2)
+            torch.add(m_r[0], m_r[1], out=z_a[0])
+            torch.sub(m_r[1], m_r[2], out=z_a[1])
+            y_b = blocks[b, i:i + n].unbind(3)  # (n, W, a, C_out) each
+            torch.add(z_s[0], z_s[1], out=y_b[0])
+            torch.sub(z_s[1], z_s[2], out=y_b[1])
     return out.permute(0, 3, 1, 2)
-
-
-def _upsampled_input_transform(padded: torch.Tensor, V: torch.Tensor) -> None:
-    """Rows ``(x[p-1] - x[p], x[p], x[p] - x[p+1])`` of ``padded`` ``(1, n + 2, m + 2, C)``, then
-    the same of their columns, into ``V`` ``(1, n, m, 9, C)``."""
-    n, m, _, C = V.shape[1:]
-    rows = padded.new_empty(3, n, m + 2, C)
-    torch.sub(padded[0, 0:n], padded[0, 1:n + 1], out=rows[0])
-    rows[1].copy_(padded[0, 1:n + 1])
-    torch.sub(padded[0, 1:n + 1], padded[0, 2:n + 2], out=rows[2])
-    e = [rows[:, :, j:j + m].permute(1, 2, 0, 3) for j in range(3)]  # (n, m, 3, C)
-    v = V.view(n, m, 3, 3, C)
-    torch.sub(e[0], e[1], out=v[:, :, :, 0])
-    v[:, :, :, 1].copy_(e[1])
-    torch.sub(e[1], e[2], out=v[:, :, :, 2])
-
-
-def _upsampled_output_transform(M: torch.Tensor, blocks: torch.Tensor) -> None:
-    """``y_0 = M_0 + M_1``, ``y_1 = M_1 - M_3`` over rows, then columns, of the products ``M``
-    ``(1, n, m, 9, C_out)`` into ``blocks`` ``(1, n, 2, m, 2, C_out)``."""
-    n, m, _, c_out = M.shape[1:]
-    mv = M.view(n, m, 3, 3, c_out)
-    z = M.new_empty(n, m, 2, 3, c_out)
-    torch.add(mv[:, :, 0], mv[:, :, 1], out=z[:, :, 0])
-    torch.sub(mv[:, :, 1], mv[:, :, 2], out=z[:, :, 1])
-    y = blocks[0].permute(0, 2, 1, 3, 4)  # (n, m, a, b, C_out)
-    torch.add(z[..., 0, :], z[..., 1, :], out=y[..., 0, :])
-    torch.sub(z[..., 1, :], z[..., 2, :], out=y[..., 1, :])
