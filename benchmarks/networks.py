@@ -30,29 +30,33 @@ load average at the start.
     python benchmarks/networks.py --repeats 5 --quiet-wait 60   # ~5-10 minutes on 2 cores
     python benchmarks/networks.py --threads 1 --repeats 3 --skip-vq --out /tmp/n.json
 
-Measured (``--repeats 5 --quiet-wait 30``, torch 2.14.1, 2-core AVX-512 VM; the JSON in
-``benchmarks/results``)::
+Measured (``--repeats 5 --quiet-wait 30``, torch 2.14.1, 2-core AMD EPYC VM with AVX-512; the
+JSON in ``benchmarks/results``)::
 
     network          thr  plain ms  fast ms  ratio  cpu ratio  max|diff|  cache MiB
-    v1_unet            1    1002.4    802.7   1.25       1.25    5.4e-06      418.0
-    v1_unet            2     578.9    462.0   1.25       1.24    5.4e-06      418.0
-    bundled_pixel      1    2695.5   1746.9   1.54       1.54    8.6e-06       16.6
-    bundled_pixel      2    1686.4    965.5   1.75       1.72    8.6e-06       16.6
-    vq_f4_decode       1    5802.3   4946.3   1.17       1.17    3.2e-06       20.0
-    vq_f4_decode       2    3125.7   2905.6   1.08       1.12    3.2e-06       20.0
+    v1_unet            1    1577.5   1016.1   1.55       1.55    5.8e-06      593.4
+    v1_unet            2     837.7    623.4   1.34       1.35    5.8e-06      593.4
+    bundled_pixel      1    4136.0   2621.4   1.58       1.58    8.6e-06       16.6
+    bundled_pixel      2    1984.2   1419.1   1.40       1.38    8.6e-06       16.6
+    vq_f4_decode       1    8771.0   7132.1   1.23       1.23    3.1e-06       20.0
+    vq_f4_decode       2    4793.3   3900.7   1.23       1.23    3.1e-06       20.0
 
-Ratios move between runs with the host's memory traffic (an earlier run of the same code: v1
-1.28 / 1.26, bundled 1.38 / 1.36, VQ 1.21 / 1.09; in contended stretches the v1 ratio reached
-1.35-1.38 at one thread).  Where the v1 UNet's time goes (one thread, CPU ms per forward, from a
-dispatch-level profile): plain ~970 = 3x3 convolutions 578 (oneDNN reorders every weight on every
-call) + Swin 1x1 convolutions and linears 194 + element-wise 63 + roll/window copies 51 + ResBlock
-1x1 skips 32 + attention 31 + GroupNorm 22; fast ~745 = convolutions 438 (61.5 GFLOP of 3x3 and
-5.6 of 2x2 phase kernels at ~155 GFLOP/s, about the core's FMA peak) + matrix products 202 (23.9
-GFLOP at ~118 GFLOP/s: K = 192) + attention 27 + GroupNorm, copies, element-wise ~60.  The fast
-path does 92 GFLOP instead of 100; what is left is arithmetic at near-peak speed, so another
-large step needs fewer operations (e.g. Winograd kernels: PyTorch's oneDNN calls run direct
-convolutions only, and the transforms written as eager PyTorch operations cost about what they
-save) or lower precision (outside the fixture tolerances; this CPU has no bf16 or AMX units).
+Ratios move between runs with the host's load: eight runs of this script while the Winograd path
+was tuned gave the v1 UNet 1.33-1.55 at one thread and 1.32-1.44 at two (the last three, final
+code: 1.47-1.55 and 1.33-1.36), interleaved A/B runs 1.28-1.45 at two threads; bundled 1.43-1.58
+/ 1.40-1.71.  Where the v1 UNet's fast path spends its time (one thread, CPU ms
+per forward, dispatch-level profile): Winograd products ~345 (``ctlib.nn.winograd``: the work of
+27.3 GFLOP in place of 61.5 GFLOP of direct 3x3 convolutions, plus 3.2 in place of 5.6 for the
+upsampling ones, at ~80 GFLOP/s), Swin matrix products ~310 (23.9 GFLOP at 80-90 GFLOP/s, about
+this core's peak), Winograd transforms 100-150 (memory passes), attention ~45, GroupNorm ~25;
+the plain port spends ~600 in its 3x3 convolutions alone.  The two-thread ratio is lower because
+the plain port's large convolutions gain 1.9x from the second thread and the fast path 1.75x: the
+Winograd transforms are memory passes that gain 1.25-1.65x, PyTorch's CPU attention kernel gains
+~1.2x, and the fast path dispatches ~11,000 tensor operations (views included) per forward
+against the plain port's ~4,900, a cost no thread shares.  What is left is arithmetic near the
+core's peak and memory passes: another large step needs fused transform kernels (one pass over
+the tiles instead of eight; eager PyTorch cannot express them) or lower precision (outside the
+fixture tolerances).
 """
 
 from __future__ import annotations

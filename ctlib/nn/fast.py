@@ -624,7 +624,7 @@ def accelerate(
     once into oneDNN's blocked layout for the input size (built at the first call, kept with the
     module, rebuilt when the weight or the input size changes) instead of being reordered on every
     call; wide 3x3 convolutions run by Winograd on a packed transformed weight (16/9 of the weight)
-    instead.  Costs memory about the size of the convolution weights (:func:`cache_bytes`: 0.65 GB
+    instead.  Costs memory about the size of the convolution weights (:func:`cache_bytes`: 0.59 GB
     for the v1 UNet, 0.42 GB if packed without Winograd; 16 MB for the bundled pixel model).
     ``None`` (default): on for UNets, off for autoencoders (oneDNN's blocked kernels round
     differently from its default ones: up to 1.4e-5 on the VQ-f4 decoder's output, 1.1e-5 from the
