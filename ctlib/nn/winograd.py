@@ -59,22 +59,27 @@ _BIAS_PRODUCT = 5  # k = 4 r + s with r = s = 1
 _ONEDNN = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
 
 
+def _wide_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """The conditions both Winograd paths share: oneDNN available, a 3x3 kernel wide enough
+    (:data:`MIN_RATIO`), a channels-last CPU float32 4-D ``x`` with sides of at least :data:`MIN_SIDE`."""
+    if not (_ONEDNN and torch.backends.mkldnn.enabled) or weight.shape[2:] != (3, 3):
+        return False
+    c_out, c_in = weight.shape[:2]
+    if c_in * c_out < MIN_RATIO * (c_in + c_out):
+        return False
+    if x.dim() != 4 or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
+        return False
+    return min(x.shape[2:]) >= MIN_SIDE and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> bool:
     """Whether :func:`conv3x3` computes ``conv2d(x, weight, padding=1)`` here: a 3x3, stride-1,
     padding-1, ungrouped convolution wide enough (:data:`MIN_RATIO`) of a channels-last CPU float32
     map with even sides of at least :data:`MIN_SIDE`, oneDNN available."""
     padding, stride, dilation, groups = geometry
-    if not (_ONEDNN and torch.backends.mkldnn.enabled):
-        return False
     if tuple(padding) != (1, 1) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
         return False
-    c_out, c_in = weight.shape[:2]
-    if weight.shape[2:] != (3, 3) or c_in * c_out < MIN_RATIO * (c_in + c_out):
-        return False
-    if x.dim() != 4 or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
-        return False
-    H, W = x.shape[2:]
-    return H % 2 == 0 and W % 2 == 0 and min(H, W) >= MIN_SIDE and x.is_contiguous(memory_format=torch.channels_last)
+    return _wide_cpu_float32(x, weight) and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
 
 
 def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -95,19 +100,34 @@ def tile_rows(batch: int, height: int, width: int) -> int:
     return max([d for d in range(1, th + 1) if th % d == 0 and d * tw <= MAX_TILES] or [1])
 
 
+def _zero_padded(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, C, H, W)`` as a ``(B, H + 2, W + 2, C)`` map with a border of zeros (padding 1)."""
+    B, C, H, W = x.shape
+    padded = x.new_zeros(B, H + 2, W + 2, C)
+    padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
+    return padded
+
+
 def pack(weight: torch.Tensor, bias: torch.Tensor | None, x_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """The transformed weight as oneDNN's packed weight of a 16-group 1x1 convolution on the tile
     bands :func:`conv3x3` makes of an input of shape ``x_shape``, and its bias (``bias`` on product
     5, zeros elsewhere)."""
-    c_out, c_in = weight.shape[:2]
     B, _, H, W = x_shape
-    u = transformed_weight(weight).reshape(16 * c_out, c_in, 1, 1).contiguous()
-    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(u.to_mkldnn(), [0, 0], [1, 1], [1, 1], 16,
-                                                      [1, 16 * c_in, tile_rows(B, H, W) * (W // 2), 1])
-    bias16 = torch.zeros(16, c_out, dtype=weight.dtype, device=weight.device)
+    return _packed_products(transformed_weight(weight), bias, _BIAS_PRODUCT, tile_rows(B, H, W) * (W // 2))
+
+
+def _packed_products(u: torch.Tensor, bias: torch.Tensor | None, bias_product: int,
+                     tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The products' weights ``u`` ``(K, C_out, C_in)`` as oneDNN's packed weight of a K-group 1x1
+    convolution on a band of ``tiles`` tiles, and its bias (``bias`` on product ``bias_product``,
+    zeros elsewhere)."""
+    K, c_out, c_in = u.shape
+    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(u.reshape(K * c_out, c_in, 1, 1).contiguous().to_mkldnn(),
+                                                      [0, 0], [1, 1], [1, 1], K, [1, K * c_in, tiles, 1])
+    bias_k = torch.zeros(K, c_out, dtype=u.dtype, device=u.device)
     if bias is not None:
-        bias16[_BIAS_PRODUCT] = bias.detach()
-    return packed, bias16.reshape(-1)
+        bias_k[bias_product] = bias.detach()
+    return packed, bias_k.reshape(-1)
 
 
 def conv3x3(x: torch.Tensor, packed: torch.Tensor, bias16: torch.Tensor, c_out: int,
@@ -121,8 +141,7 @@ def conv3x3(x: torch.Tensor, packed: torch.Tensor, bias16: torch.Tensor, c_out: 
     B, C, H, W = x.shape
     th, tw = H // 2, W // 2
     n = tile_rows(B, H, W)
-    padded = x.new_zeros(B, H + 2, W + 2, C)
-    padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
+    padded = _zero_padded(x)
     out = x.new_empty(B, H, W, c_out)
     blocks = out.view(B, th, 2, tw, 2, c_out).permute(0, 1, 3, 2, 4, 5)  # (B, th, tw, a, b, C_out)
     rows = x.new_empty(4, n, W + 2, C)  # (B^T d) row r, every tile of the band
@@ -176,14 +195,7 @@ def applies_upsampled(x: torch.Tensor, weight: torch.Tensor) -> bool:
     (the convolution's geometry is the caller's to check: 3x3, stride 1, padding 1, ungrouped): wide
     enough (:data:`MIN_RATIO`), a channels-last CPU float32 ``x`` with sides of at least
     :data:`MIN_SIDE`, oneDNN available."""
-    if not (_ONEDNN and torch.backends.mkldnn.enabled) or weight.shape[2:] != (3, 3):
-        return False
-    c_out, c_in = weight.shape[:2]
-    if c_in * c_out < MIN_RATIO * (c_in + c_out):
-        return False
-    if x.dim() != 4 or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
-        return False
-    return min(x.shape[2:]) >= MIN_SIDE and x.is_contiguous(memory_format=torch.channels_last)
+    return _wide_cpu_float32(x, weight)
 
 
 def pack_upsampled(weight: torch.Tensor, bias: torch.Tensor | None,
@@ -195,13 +207,7 @@ def pack_upsampled(weight: torch.Tensor, bias: torch.Tensor | None,
     u = transformed_weight(weight).view(4, 4, c_out, c_in)[list(_UPSAMPLED)][:, list(_UPSAMPLED)]
     two = torch.tensor([1.0, 2.0, 1.0], dtype=u.dtype, device=u.device)
     u = u * (two[:, None] * two[None, :])[:, :, None, None]
-    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(u.reshape(9 * c_out, c_in, 1, 1).contiguous().to_mkldnn(),
-                                                      [0, 0], [1, 1], [1, 1], 9,
-                                                      [1, 9 * c_in, tile_rows(B, 2 * H, 2 * W) * W, 1])
-    bias9 = torch.zeros(9, c_out, dtype=weight.dtype, device=weight.device)
-    if bias is not None:
-        bias9[_UPSAMPLED_BIAS_PRODUCT] = bias.detach()
-    return packed, bias9.reshape(-1)
+    return _packed_products(u.reshape(9, c_out, c_in), bias, _UPSAMPLED_BIAS_PRODUCT, tile_rows(B, 2 * H, 2 * W) * W)
 
 
 def upsampled_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias9: torch.Tensor, c_out: int) -> torch.Tensor:
@@ -212,8 +218,7 @@ def upsampled_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias9: torch.Tensor
     take 16; ``x`` channels-last, the output channels-last.  Bands as in :func:`conv3x3`."""
     B, C, H, W = x.shape
     n = tile_rows(B, 2 * H, 2 * W)
-    padded = x.new_zeros(B, H + 2, W + 2, C)
-    padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
+    padded = _zero_padded(x)
     out = x.new_empty(B, 2 * H, 2 * W, c_out)
     blocks = out.view(B, H, 2, W, 2, c_out).permute(0, 1, 3, 2, 4, 5)  # (B, H, W, a, b, C_out)
     rows = x.new_empty(3, n, W + 2, C)  # rows (x[p-1] - x[p], x[p], x[p] - x[p+1]) of every tile of the band
