@@ -31,13 +31,8 @@ from typing import Any
 
 import torch
 
-from ctlib.data.degradation import (
-    REALESRGAN_TRAIN,
-    RESSHIFT_TEST,
-    degrade,
-    jpeg_compress,
-    jpeg_compress_pillow,
-)
+from ctlib.data.degradation import degrade, jpeg_compress, jpeg_compress_pillow
+from ctlib.data.degradation_params import REALESRGAN_TRAIN, RESSHIFT_TEST
 from ctlib.data.imresize import imresize
 from ctlib.files import REPO_ROOT, write_json
 

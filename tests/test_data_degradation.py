@@ -12,21 +12,23 @@ import torch
 from scipy import ndimage, special, stats
 
 from ctlib.data.degradation import (
-    KERNEL_TYPES,
-    REALESRGAN_TRAIN,
-    RESIZE_MODES,
-    RESSHIFT_TEST,
-    DegradationConfig,
     add_gaussian_noise,
     add_poisson_noise,
     apply_degradation,
     degrade,
     filter2d,
+    jpeg_compress,
+    jpeg_compress_pillow,
+)
+from ctlib.data.degradation_params import (
+    KERNEL_TYPES,
+    REALESRGAN_TRAIN,
+    RESIZE_MODES,
+    RESSHIFT_TEST,
+    DegradationConfig,
     gaussian_kernel,
     generalized_gaussian_kernel,
     get_preset,
-    jpeg_compress,
-    jpeg_compress_pillow,
     plateau_kernel,
     pulse_kernel,
     sample_degradation,

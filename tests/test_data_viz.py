@@ -7,7 +7,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from ctlib.data.degradation import degrade, sample_degradation
+from ctlib.data.degradation import degrade
+from ctlib.data.degradation_params import sample_degradation
 from ctlib.data.viz import describe_degradation, plot_degradation_grid
 
 

@@ -28,7 +28,8 @@ from .datasets import (
     resize_short_side_center_crop,
     select_resshift,
 )
-from .degradation import (
+from .degradation import apply_degradation, degrade, jpeg_compress, jpeg_compress_pillow
+from .degradation_params import (
     KERNEL_TYPES,
     PRESETS,
     REALESRGAN_TRAIN,
@@ -36,11 +37,7 @@ from .degradation import (
     RESSHIFT_TEST,
     DegradationConfig,
     DegradationParams,
-    apply_degradation,
-    degrade,
     get_preset,
-    jpeg_compress,
-    jpeg_compress_pillow,
     sample_degradation,
 )
 from .evalsets import MIN_HR_SIDE, bundled_eval_set, choose_crop_windows, folder_eval_set

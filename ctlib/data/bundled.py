@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from .datasets import MIN_SIDE, PairedTestSet, bicubic_lr, crop_official, item_generator
-from .degradation import RESSHIFT_TEST, DegradationConfig, degrade, get_preset
+from .degradation import degrade
+from .degradation_params import RESSHIFT_TEST, DegradationConfig, get_preset
 from .io import read_image, to_tensor
 
 __all__ = [

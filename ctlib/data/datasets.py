@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .degradation import RESSHIFT_TEST, DegradationConfig, degrade, get_preset
+from .degradation import degrade
+from .degradation_params import RESSHIFT_TEST, DegradationConfig, get_preset
 from .imresize import imresize
 from .io import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image, to_tensor, write_png
 

@@ -25,7 +25,7 @@ This module applies the degradation: :func:`filter2d`, :func:`add_gaussian_noise
 :func:`add_poisson_noise`, the JPEG codec (:func:`jpeg_compress`, :func:`jpeg_compress_pillow`),
 :func:`apply_degradation` and :func:`degrade` (draw, then apply). The configuration and its
 presets, the blur kernels and the drawing of the parameters live in
-:mod:`ctlib.data.degradation_params`; every public name there is re-exported here.
+:mod:`ctlib.data.degradation_params` (``ctlib.data`` exports both).
 
 JPEG. Default ``jpeg_backend="torch"``: a JPEG codec written in torch (YCbCr, 4:2:0 chroma,
 8 x 8 DCT, the standard Annex K tables scaled by the quality factor, rounding), the same
@@ -46,47 +46,21 @@ import torch
 import torch.nn.functional as F
 
 from .degradation_params import (
-    KERNEL_TYPES,
-    PRESETS,
     REALESRGAN_TRAIN,
-    RESIZE_MODES,
-    RESSHIFT_TEST,
     DegradationConfig,
     DegradationParams,
-    KernelDraw,
     StageParams,
-    gaussian_kernel,
-    generalized_gaussian_kernel,
     get_preset,
-    plateau_kernel,
-    pulse_kernel,
     sample_degradation,
-    sinc_kernel,
 )
 
 __all__ = [
-    "KERNEL_TYPES",
-    "RESIZE_MODES",
-    "DegradationConfig",
-    "REALESRGAN_TRAIN",
-    "RESSHIFT_TEST",
-    "PRESETS",
-    "get_preset",
-    "KernelDraw",
-    "StageParams",
-    "DegradationParams",
-    "gaussian_kernel",
-    "generalized_gaussian_kernel",
-    "plateau_kernel",
-    "sinc_kernel",
-    "pulse_kernel",
     "filter2d",
     "add_gaussian_noise",
     "add_poisson_noise",
     "rgb_to_gray",
     "jpeg_compress",
     "jpeg_compress_pillow",
-    "sample_degradation",
     "apply_degradation",
     "degrade",
 ]

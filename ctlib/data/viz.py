@@ -7,7 +7,8 @@ import math
 import torch
 from matplotlib.figure import Figure
 
-from .degradation import REALESRGAN_TRAIN, DegradationConfig, DegradationParams, degrade, get_preset
+from .degradation import degrade
+from .degradation_params import REALESRGAN_TRAIN, DegradationConfig, DegradationParams, get_preset
 
 __all__ = ["describe_degradation", "plot_degradation_grid"]
 
