@@ -193,23 +193,18 @@ def _piq_lpips_model(
     weights_path: Any, backbone_path: Any, device: torch.device
 ) -> torch.nn.Module:
     wpath, wsource = _piq_lpips_weights_location(weights_path)
+    bpath, bsource = lpips_backbone_location("vgg", backbone_path)
     missing: list[tuple[str, str]] = []
     reasons: list[str] = []
-    if not wpath.is_file():
-        missing.append((wpath.name, str(wpath.parent)))
-        reasons.append(
-            f"piq's LPIPS weights {wpath.name} in {wpath.parent}"
-            if wsource == "the torch hub checkpoints folder"
-            else f"{wsource} points to {wpath}, which is not a file"
-        )
-    bpath, bsource = lpips_backbone_location("vgg", backbone_path)
-    if not bpath.is_file():
-        missing.append((bpath.name, str(bpath.parent)))
-        reasons.append(
-            f"torchvision's ImageNet vgg16 weights {bpath.name} in {bpath.parent}"
-            if bsource == "the torch hub checkpoints folder"
-            else f"{bsource} points to {bpath}, which is not a file"
-        )
+    for path, source, what in ((wpath, wsource, "piq's LPIPS weights"),
+                               (bpath, bsource, "torchvision's ImageNet vgg16 weights")):
+        if not path.is_file():
+            missing.append((path.name, str(path.parent)))
+            reasons.append(
+                f"{what} {path.name} in {path.parent}"
+                if source == "the torch hub checkpoints folder"
+                else f"{source} points to {path}, which is not a file"
+            )
     if missing:
         raise _WeightsError(
             "LPIPS-VGG (piq) needs " + "; and ".join(reasons) + " (torch.hub.get_dir()/checkpoints; "
