@@ -177,14 +177,15 @@ def test_save_and_load_reject_bad_arguments(tmp_path):
 
 
 def test_unreadable_files_get_a_clear_message(tmp_path):
-    """A text file, a truncated checkpoint and pickled code: one ValueError naming the file, from
+    """A text file, a truncated checkpoint, a 4-byte file and pickled code: one ValueError naming the file, from
     both loaders (kit checkpoints and official weight files)."""
     model = _small_unet()
     good = save_checkpoint(tmp_path / "good.pt", model)
     (tmp_path / "notes.pt").write_text("not a checkpoint\n")
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     torch.save({"f": os.getcwd}, tmp_path / "code.pt")  # a function: refused by weights_only
-    for name in ("notes.pt", "cut.pt", "code.pt"):
+    (tmp_path / "tiny.pt").write_bytes(b"junk")  # too short for the pickle header: struct.error
+    for name in ("notes.pt", "cut.pt", "code.pt", "tiny.pt"):
         with pytest.raises(ValueError, match=f"{name} could not be read as a PyTorch checkpoint"):
             load_checkpoint(tmp_path / name)
         with pytest.raises(ValueError, match=f"{name} could not be read as a PyTorch checkpoint"):

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import pickle
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,11 +252,17 @@ def _read_file(path: str | os.PathLike, map_location: str | torch.device) -> Any
     device = check_device(map_location, "map_location")  # a bad device is not a bad file
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, struct.error) as err:
         raise ValueError(f"{path} could not be read as a PyTorch checkpoint: it is truncated, corrupt, not a "
                          f"torch.save file, or holds objects other than tensors and plain containers "
-                         f"(torch.load with weights_only=True: {type(err).__name__})") from None
+                         f"(torch.load with weights_only=True: {_error_name(err)})") from None
     return obj if device.type == "cpu" else _to_device(obj, device)
+
+
+def _error_name(err: BaseException) -> str:
+    """``RuntimeError``, ``_pickle.UnpicklingError``, ``struct.error``: a name that says where it came from."""
+    kind = type(err)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
 
 
 def _to_device(obj: Any, device: torch.device) -> Any:
