@@ -12,8 +12,9 @@ What the fast forwards do (all of it float32/float64, CPU or CUDA unless said ot
   (``mkldnn::_convolution_pointwise``) with its weight packed once into oneDNN's blocked layout
   for the input size (cached with the module, rebuilt when the weight changes) instead of being
   reordered on every call, which is most of a convolution's time on small maps (8 x 8: 2-4x);
-* **Winograd F(2x2, 3x3)** for the wide 3x3 convolutions (:mod:`ctlib.nn.winograd`: at least 160
-  input and output channels, even maps of at least 8 x 8, CPU float32, channels-last, pre-packed):
+* **Winograd F(2x2, 3x3)** for the wide 3x3 convolutions (:mod:`ctlib.nn.winograd`:
+  ``C_in C_out / (C_in + C_out) >= 80``, e.g. 160 in and out, even maps of at least 8 x 8, CPU
+  float32, channels-last, pre-packed):
   4 instead of 9 multiplications per output pixel and channel pair, its 16 products one grouped
   oneDNN call; it rounds closer to a float64 convolution than oneDNN's direct kernels;
 * **channels-last activations** inside UNets: the convolutions, GroupNorms and Swin layers read
@@ -236,8 +237,9 @@ def _subpixel_weights(owner: nn.Module, conv: nn.Conv2d) -> tuple[torch.Tensor, 
 
 def _upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(F.interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, stride-1, padding-1 conv,
-    as one convolution of ``x`` with four 2x2 kernels (16 instead of 36 multiply-adds per output
-    pixel and channel, and no upsampled copy of ``x``), then an interleave of the four phases."""
+    without an upsampled copy of ``x``: by Winograd where it applies (9 products per 2 x 2 output
+    block, :func:`ctlib.nn.winograd.upsampled_conv3x3`), else as one convolution of ``x`` with four
+    2x2 kernels (16 instead of 36 multiply-adds per block), then an interleave of the four phases."""
     if conv.__dict__.get(_CL_IN) and x.shape[1] > 4:
         x = x.contiguous(memory_format=_CL)
     cache = owner if conv.__dict__.get(_PREPACK) else None
