@@ -421,6 +421,19 @@ def test_winograd_applies_only_where_it_pays_and_computes_the_same_thing():
     assert not winograd.applies(x[:, :64], w[:, :64], geometry)  # narrow
     assert not winograd.applies(x, w, ((1, 1), (2, 2), (1, 1), 1))  # strided
     assert not winograd.applies(x, w[:, :, :1, :1], ((0, 0), (1, 1), (1, 1), 1))  # 1x1
+    # enough output blocks per thread: an 8 x 8 map (16 blocks) on one thread, not on two
+    assert winograd.MIN_TILES_PER_THREAD == 16
+    assert winograd.enough_tiles(16, threads=1) and not winograd.enough_tiles(15, threads=1)
+    assert not winograd.enough_tiles(16, threads=2) and winograd.enough_tiles(32, threads=2)
+    x8 = x[:, :, :8, :8].contiguous(memory_format=torch.channels_last)
+    assert torch.get_num_threads() == 1 and winograd.applies(x8, w, geometry) == winograd._ONEDNN
+    try:
+        torch.set_num_threads(2)
+        assert not winograd.applies(x8, w, geometry)
+        assert winograd.applies(x, w, geometry) == winograd._ONEDNN  # 64 blocks
+        assert winograd.applies_upsampled(x8, w) == winograd._ONEDNN  # 64 blocks of the upsampled map
+    finally:
+        torch.set_num_threads(1)
     # bands of at most MAX_TILES output blocks, whole tile rows, equal sizes
     for B, H, W in [(1, 32, 32), (2, 64, 64), (1, 80, 64), (1, 8, 2 * winograd.MAX_TILES + 2), (1, 16, 16)]:
         rows = winograd.tile_rows(B, H, W)
@@ -453,3 +466,14 @@ def test_v1_shaped_unet_with_wide_layers_runs_winograd_and_matches_plain(monkeyp
     torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=ATOL[torch.float32])
     assert len(calls) >= 10 and {s[2] for s in calls} == {8, 16, 32}  # the 192- and 384-channel levels
     assert {s[2] for s in upsampled} == {8, 16, 32}  # the three upsamplings
+    # two threads: the 8 x 8 maps (16 output blocks) run direct (winograd.enough_tiles), with the
+    # same result, and the cache swaps their Winograd weights (16/9 of a kernel) for direct ones
+    one_thread_bytes = fast_mod.cache_bytes(fast)
+    calls.clear()
+    try:
+        torch.set_num_threads(2)
+        torch.testing.assert_close(_unet_out(fast, x, t, lq), ref, rtol=0, atol=ATOL[torch.float32])
+    finally:
+        torch.set_num_threads(1)
+    assert {s[2] for s in calls} == {16, 32}
+    assert fast_mod.cache_bytes(fast) < one_thread_bytes

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MIN_RATIO", "MIN_SIDE", "MAX_TILES", "B_T", "G", "A_T", "applies", "transformed_weight", "tile_rows", "pack",
+__all__ = ["MIN_RATIO", "MIN_SIDE", "MIN_TILES_PER_THREAD", "MAX_TILES", "B_T", "G", "A_T", "enough_tiles", "applies", "transformed_weight", "tile_rows", "pack",
            "conv3x3", "applies_upsampled", "pack_upsampled", "upsampled_conv3x3"]
 
 MIN_RATIO = 80
@@ -43,7 +43,17 @@ channels, none of the bundled pixel model's (at most 64 output channels).  Measu
 layers), 615 ms without Winograd; timed one layer at a time, cache-warm, those excluded layers
 run 0.8-1.2x, the others 1.1-1.6x."""
 MIN_SIDE = 8
-"""... on maps of at least this many pixels a side."""
+"""... on maps of at least this many pixels a side ..."""
+MIN_TILES_PER_THREAD = 16
+"""... with at least this many 2 x 2 output blocks (tiles) per image and CPU thread
+(``torch.get_num_threads()``).  The products read the packed ``U`` (16 floats per channel pair, 16/9
+of the direct kernel) once per band, and use each float for one multiply-add per tile: on an 8 x 8
+map (16 tiles) that is 16 multiply-adds per weight float read, where the direct convolution makes
+64.  On one thread the arithmetic still sets the time, and Winograd wins (640 channels at 8 x 8:
+1.37x over direct, timed alone); with more threads sharing the memory bus, reading the weights
+does, and the direct kernel is as fast or faster.  Measured on the v1 UNet at two threads (20
+interleaved forwards): 1.43x over the plain port with this rule, 1.38x with Winograd on its
+8 x 8 layers too; one thread is unaffected (16 tiles suffice)."""
 MAX_TILES = 256
 """The most 2 x 2 output blocks (tiles) one pass transforms and multiplies (a 32 x 32 map, or a
 band of 8 tile rows of a 64 x 64 one).  Larger maps and batches go image by image and in bands of
@@ -59,9 +69,16 @@ _BIAS_PRODUCT = 5  # k = 4 r + s with r = s = 1
 _ONEDNN = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
 
 
+def enough_tiles(tiles: int, threads: int | None = None) -> bool:
+    """Whether ``tiles`` 2 x 2 output blocks per image are enough for Winograd on ``threads`` CPU
+    threads (default ``torch.get_num_threads()``): :data:`MIN_TILES_PER_THREAD` per thread."""
+    return tiles >= MIN_TILES_PER_THREAD * (torch.get_num_threads() if threads is None else threads)
+
+
 def _wide_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """The conditions both Winograd paths share: oneDNN available, a 3x3 kernel wide enough
-    (:data:`MIN_RATIO`), a channels-last CPU float32 4-D ``x`` with sides of at least :data:`MIN_SIDE`."""
+    (:data:`MIN_RATIO`), a channels-last CPU float32 4-D ``x`` with sides of at least :data:`MIN_SIDE`
+    (the number of output blocks, :func:`enough_tiles`, is each path's to check)."""
     if not (_ONEDNN and torch.backends.mkldnn.enabled) or weight.shape[2:] != (3, 3):
         return False
     c_out, c_in = weight.shape[:2]
@@ -75,11 +92,13 @@ def _wide_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
 def applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> bool:
     """Whether :func:`conv3x3` computes ``conv2d(x, weight, padding=1)`` here: a 3x3, stride-1,
     padding-1, ungrouped convolution wide enough (:data:`MIN_RATIO`) of a channels-last CPU float32
-    map with even sides of at least :data:`MIN_SIDE`, oneDNN available."""
+    map with even sides of at least :data:`MIN_SIDE` and enough output blocks for the threads
+    (:func:`enough_tiles`), oneDNN available."""
     padding, stride, dilation, groups = geometry
     if tuple(padding) != (1, 1) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
         return False
-    return _wide_cpu_float32(x, weight) and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+    return (_wide_cpu_float32(x, weight) and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+            and enough_tiles((x.shape[2] // 2) * (x.shape[3] // 2)))
 
 
 def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -194,8 +213,9 @@ def applies_upsampled(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`upsampled_conv3x3` computes ``conv2d(nearest_x2(x), weight, padding=1)`` here
     (the convolution's geometry is the caller's to check: 3x3, stride 1, padding 1, ungrouped): wide
     enough (:data:`MIN_RATIO`), a channels-last CPU float32 ``x`` with sides of at least
-    :data:`MIN_SIDE`, oneDNN available."""
-    return _wide_cpu_float32(x, weight)
+    :data:`MIN_SIDE` and enough output blocks (one per pixel of ``x``) for the threads
+    (:func:`enough_tiles`), oneDNN available."""
+    return _wide_cpu_float32(x, weight) and enough_tiles(x.shape[2] * x.shape[3])
 
 
 def pack_upsampled(weight: torch.Tensor, bias: torch.Tensor | None,
