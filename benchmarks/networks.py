@@ -17,7 +17,9 @@ timed ``--repeats`` times *interleaved* (plain, fast, plain, fast, ... with the 
 so that both see the same machine load; ``ratio`` is ``median(plain) / median(fast)`` of the wall
 times measured in the same process, ``cpu_ratio`` the same for the process CPU time (at one thread
 it ignores the time other processes take the core away, so it is the steadier figure on a shared
-machine; at two threads it includes OpenMP's spin-waiting).  ``--quiet-wait S`` waits up to S
+machine; at two threads it includes OpenMP's spin-waiting), ``paired_ratio`` the median of the
+ratios of each plain call to the fast call next to it (load that drifts slower than two calls
+cancels in it).  ``--quiet-wait S`` waits up to S
 seconds before each timed call for the machine to be idle (Linux ``/proc/stat``: under 10 % busy);
 ``busy_calls`` counts the calls that ran without that.  ``max_abs_diff`` is the largest difference
 between the two outputs (and the output's largest magnitude, for scale); ``fast_cache_mib`` the
@@ -204,6 +206,7 @@ def compare(name: str, case: Case, threads: list[int], repeats: int, flops: bool
             "plain_cpu_ms": round(1000 * med_cpu["plain"], 1),
             "fast_cpu_ms": round(1000 * med_cpu["fast"], 1),
             "cpu_ratio": round(med_cpu["plain"] / med_cpu["fast"], 3),
+            "paired_ratio": round(statistics.median(p / f for p, f in zip(times["plain"], times["fast"])), 3),
             "plain_all_ms": [round(1000 * t, 1) for t in times["plain"]],
             "fast_all_ms": [round(1000 * t, 1) for t in times["fast"]],
             "busy_calls": busy_calls,
@@ -214,7 +217,8 @@ def compare(name: str, case: Case, threads: list[int], repeats: int, flops: bool
         })
         c = results[-1]
         print(f"  {name} @ {n} thread(s): plain {c['plain_ms']:.1f} ms, fast {c['fast_ms']:.1f} ms, ratio {c['ratio']:.2f}"
-              f" (CPU time {c['cpu_ratio']:.2f}, {busy_calls} of {2 * repeats} calls on a busy machine)", flush=True)
+              f" (CPU time {c['cpu_ratio']:.2f}, paired {c['paired_ratio']:.2f}, {busy_calls} of {2 * repeats} calls"
+              f" on a busy machine)", flush=True)
     return results
 
 
@@ -263,12 +267,12 @@ def main(argv: list[str] | None = None) -> dict:
         cases += compare("vq_f4_decode", vq_decode_case(), args.threads, args.repeats, quiet_wait=wait)
 
     print(f"{'network':16s} {'thr':>3s} {'params':>12s} {'input':>12s} {'GFLOP':>7s} {'plain ms':>9s} {'fast ms':>9s}"
-          f" {'ratio':>6s} {'cpu':>6s} {'max|diff|':>9s} {'cache MiB':>9s}")
+          f" {'ratio':>6s} {'cpu':>6s} {'paired':>6s} {'max|diff|':>9s} {'cache MiB':>9s}")
     for c in cases:
         shape = "x".join(str(v) for v in c["input"])
         gflop = f"{c['gflop']:7.1f}" if c["gflop"] is not None else f"{'-':>7s}"
         print(f"{c['name']:16s} {c['threads']:3d} {c['parameters']:12,d} {shape:>12s} {gflop} {c['plain_ms']:9.1f}"
-              f" {c['fast_ms']:9.1f} {c['ratio']:6.2f} {c['cpu_ratio']:6.2f} {c['max_abs_diff']:9.1e}"
+              f" {c['fast_ms']:9.1f} {c['ratio']:6.2f} {c['cpu_ratio']:6.2f} {c['paired_ratio']:6.2f} {c['max_abs_diff']:9.1e}"
               f" {c['fast_cache_mib']:9.1f}")
     write_json(args.out, report)
     print(f"wrote {args.out}")

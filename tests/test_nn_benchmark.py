@@ -30,6 +30,8 @@ def test_networks_benchmark_writes_json(tmp_path, capsys):
         assert case["gflop"] > 0 and case["plain_ms"] > 0 and case["fast_ms"] > 0 and case["ratio"] > 0
         assert case["plain_cpu_ms"] > 0 and case["fast_cpu_ms"] > 0 and case["cpu_ratio"] > 0
         assert len(case["plain_all_ms"]) == len(case["fast_all_ms"]) == 2 and case["busy_calls"] == 4  # no waiting
+        paired = sorted(p / f for p, f in zip(case["plain_all_ms"], case["fast_all_ms"]))
+        assert abs(case["paired_ratio"] - sum(paired) / 2) < 0.01  # the median of two: their mean (rounded times)
         assert case["max_abs_diff"] < 1e-5 and case["fast_channels_last"]
         assert case["fast_cache_mib"] > 0  # pre-packed convolution weights
     assert "bundled_pixel" in capsys.readouterr().out
