@@ -32,21 +32,21 @@ load average at the start.
     python benchmarks/networks.py --repeats 5 --quiet-wait 60   # ~5-10 minutes on 2 cores
     python benchmarks/networks.py --threads 1 --repeats 3 --skip-vq --out /tmp/n.json
 
-Measured (``--repeats 5 --quiet-wait 30``, torch 2.14.1, 2-core AMD EPYC VM with AVX-512; the
+Measured (``--repeats 9 --quiet-wait 30``, torch 2.14.1, 2-core AMD EPYC VM with AVX-512; the
 JSON in ``benchmarks/results``)::
 
-    network          thr  plain ms  fast ms  ratio  cpu ratio  max|diff|  cache MiB
-    v1_unet            1    1577.5   1016.1   1.55       1.55    5.8e-06      593.4
-    v1_unet            2     837.7    623.4   1.34       1.35    5.8e-06      593.4
-    bundled_pixel      1    4136.0   2621.4   1.58       1.58    8.6e-06       16.6
-    bundled_pixel      2    1984.2   1419.1   1.40       1.38    8.6e-06       16.6
-    vq_f4_decode       1    8771.0   7132.1   1.23       1.23    3.1e-06       20.0
-    vq_f4_decode       2    4793.3   3900.7   1.23       1.23    3.1e-06       20.0
+    network          thr  plain ms  fast ms  ratio    cpu  paired  max|diff|  cache MiB
+    v1_unet            1    1480.1   1002.8   1.48   1.47    1.50    5.2e-06      593.4
+    v1_unet            2     794.2    579.5   1.37   1.36    1.36    5.2e-06      440.9
+    bundled_pixel      1    3259.2   2349.9   1.39   1.39    1.41    8.6e-06       16.6
+    bundled_pixel      2    1898.0   1283.3   1.48   1.47    1.51    8.6e-06       16.6
+    vq_f4_decode       1    7871.8   6456.5   1.22   1.22    1.23    3.1e-06       20.0
+    vq_f4_decode       2    4626.5   3898.0   1.19   1.22    1.19    3.1e-06       20.0
 
-Ratios move between runs with the host's load: eight runs of this script while the Winograd path
-was tuned gave the v1 UNet 1.33-1.55 at one thread and 1.32-1.44 at two (the last three, final
-code: 1.47-1.55 and 1.33-1.36), interleaved A/B runs 1.28-1.45 at two threads; bundled 1.43-1.58
-/ 1.40-1.71.  Where the v1 UNet's fast path spends its time (one thread, CPU ms
+Ratios move between runs with the host's load, by more than the differences tuned for: four runs
+of this script on the final code gave the v1 UNet 1.36-1.55 at one thread and 1.37, 1.39, 1.45,
+1.46 at two; the bundled pixel model 1.39-1.43 / 1.48-1.61 (earlier code, earlier hosts: 1.43-1.71).
+Where the v1 UNet's fast path spends its time (one thread, CPU ms
 per forward, dispatch-level profile): Winograd products ~345 (``ctlib.nn.winograd``: the work of
 27.3 GFLOP in place of 61.5 GFLOP of direct 3x3 convolutions, plus 3.2 in place of 5.6 for the
 upsampling ones, at ~80 GFLOP/s), Swin matrix products ~310 (23.9 GFLOP at 80-90 GFLOP/s, about
@@ -54,11 +54,14 @@ this core's peak), Winograd transforms 100-150 (memory passes), attention ~45, G
 the plain port spends ~600 in its 3x3 convolutions alone.  The two-thread ratio is lower because
 the plain port's large convolutions gain 1.9x from the second thread and the fast path 1.75x: the
 Winograd transforms are memory passes that gain 1.25-1.65x, PyTorch's CPU attention kernel gains
-~1.2x, and the fast path dispatches ~11,000 tensor operations (views included) per forward
-against the plain port's ~4,900, a cost no thread shares.  What is left is arithmetic near the
-core's peak and memory passes: another large step needs fused transform kernels (one pass over
-the tiles instead of eight; eager PyTorch cannot express them) or lower precision (outside the
-fixture tolerances).
+~1.2x, and reading Winograd's larger weights sets the time of the 8 x 8 layers (so on two threads
+they run direct, ``winograd.enough_tiles``).  What is left is arithmetic near the core's peak and
+memory passes.  Tried and not kept: the transforms fused by ``torch.compile`` (Inductor, dynamic
+shapes) run 2-4x faster on their own, cache-hot, yet made whole layers slower (160 channels at
+64 x 64, one thread: 27 ms against 19) and cost 5-35 s of compilation per process; the output
+transform as one matrix product with ``kron(A^T, A^T)``, the residual added band by band, and
+zeroing only the padding's border: no measurable change; lower precision is outside the fixture
+tolerances.
 """
 
 from __future__ import annotations

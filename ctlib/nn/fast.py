@@ -13,8 +13,8 @@ What the fast forwards do (all of it float32/float64, CPU or CUDA unless said ot
   for the input size (cached with the module, rebuilt when the weight changes) instead of being
   reordered on every call, which is most of a convolution's time on small maps (8 x 8: 2-4x);
 * **Winograd F(2x2, 3x3)** for the wide 3x3 convolutions (:mod:`ctlib.nn.winograd`:
-  ``C_in C_out / (C_in + C_out) >= 80``, e.g. 160 in and out, even maps of at least 8 x 8, CPU
-  float32, channels-last, pre-packed):
+  ``C_in C_out / (C_in + C_out) >= 80``, e.g. 160 in and out, even maps of at least 8 x 8 with
+  16 output blocks per CPU thread, CPU float32, channels-last, pre-packed):
   4 instead of 9 multiplications per output pixel and channel pair, its 16 products one grouped
   oneDNN call; it rounds closer to a float64 convolution than oneDNN's direct kernels;
 * **channels-last activations** inside UNets: the convolutions, GroupNorms and Swin layers read
@@ -632,8 +632,11 @@ def accelerate(
     once into oneDNN's blocked layout for the input size (built at the first call, kept with the
     module, rebuilt when the weight or the input size changes) instead of being reordered on every
     call; wide 3x3 convolutions run by Winograd on a packed transformed weight (16/9 of the weight)
-    instead.  Costs memory about the size of the convolution weights (:func:`cache_bytes`: 0.59 GB
-    for the v1 UNet, 0.42 GB if packed without Winograd; 16 MB for the bundled pixel model).
+    instead, where the map has enough output blocks for the thread count
+    (:func:`ctlib.nn.winograd.enough_tiles`; each convolution keeps one packed weight, for its last
+    input size and way).  Costs memory about the size of the convolution weights
+    (:func:`cache_bytes`: 0.59 GB for the v1 UNet on one thread, 0.44 GB on two, where its 8 x 8
+    layers run direct, 0.42 GB if packed without Winograd; 16 MB for the bundled pixel model).
     ``None`` (default): on for UNets, off for autoencoders (oneDNN's blocked kernels round
     differently from its default ones: up to 1.4e-5 on the VQ-f4 decoder's output, 1.1e-5 from the
     VQ fixture, whose tests allow 1e-5; Winograd in the decoder's 28 wide convolutions would make it

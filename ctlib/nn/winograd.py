@@ -52,8 +52,9 @@ map (16 tiles) that is 16 multiply-adds per weight float read, where the direct 
 64.  On one thread the arithmetic still sets the time, and Winograd wins (640 channels at 8 x 8:
 1.37x over direct, timed alone); with more threads sharing the memory bus, reading the weights
 does, and the direct kernel is as fast or faster.  Measured on the v1 UNet at two threads (20
-interleaved forwards): 1.43x over the plain port with this rule, 1.38x with Winograd on its
-8 x 8 layers too; one thread is unaffected (16 tiles suffice)."""
+interleaved forwards in one process, median): 1.43x over the plain port with this rule, 1.39x
+with Winograd on its 8 x 8 layers too; one thread is unaffected (16 tiles suffice).  Also leaving
+the 16 x 16 layers (64 tiles) to the direct kernel at two threads made no difference (1.34x both)."""
 MAX_TILES = 256
 """The most 2 x 2 output blocks (tiles) one pass transforms and multiplies (a 32 x 32 map, or a
 band of 8 tile rows of a 64 x 64 one).  Larger maps and batches go image by image and in bands of
