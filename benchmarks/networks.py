@@ -44,7 +44,7 @@ JSON in ``benchmarks/results``)::
     vq_f4_decode       2    4626.5   3898.0   1.19   1.22    1.19    3.1e-06       20.0
 
 Ratios move between runs with the host's load, by more than the differences tuned for: four runs
-of this script on the final code gave the v1 UNet 1.36-1.55 at one thread and 1.37, 1.39, 1.45,
+of this script with the two-thread rule gave the v1 UNet 1.36-1.55 at one thread and 1.37, 1.39, 1.45,
 1.46 at two; the bundled pixel model 1.39-1.43 / 1.48-1.61 (earlier code, earlier hosts: 1.43-1.71).
 Where the v1 UNet's fast path spends its time (one thread, CPU ms
 per forward, dispatch-level profile): Winograd products ~345 (``ctlib.nn.winograd``: the work of
