@@ -98,11 +98,14 @@ def _cache(module: nn.Module) -> _Cache:
 
 
 def _cached(module: nn.Module, name: str, sources: tuple[torch.Tensor, ...], make: Callable[[], Any],
-            extra: tuple = ()) -> Any:
+            extra: tuple = (), replaces: tuple[str, ...] = ()) -> Any:
     """``make()``, cached on ``module`` under ``name`` until one of ``sources`` changes (in place or
-    replaced) or ``extra`` differs."""
+    replaced) or ``extra`` differs; the entries named in ``replaces`` (other ways of computing the
+    same thing) are dropped, so that the module holds one of them."""
     key = tuple(_version(s) for s in sources) + extra
     cache = _cache(module)
+    for other in replaces:
+        cache.pop(other, None)
     hit = cache.get(name)
     if hit is not None and hit[0] == key:
         return hit[1]
@@ -172,17 +175,16 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
             and torch.backends.mkldnn.enabled and _ONEDNN_CONV):
         # one packed weight per convolution, for the last input size and way (Winograd or direct:
         # the choice depends on the thread count, see winograd.enough_tiles)
+        shape = tuple(x.shape)
         if winograd.applies(x, weight, geometry):
-            _cache(cache).pop(name, None)
-            packed, bias16 = _cached(cache, name + "_winograd", sources, lambda: winograd.pack(weight, bias, tuple(x.shape)),
-                                     extra=(tuple(x.shape),))
+            packed, bias16 = _cached(cache, name + "_winograd", sources, lambda: winograd.pack(weight, bias, shape),
+                                     extra=(shape,), replaces=(name,))
             return winograd.conv3x3(x, packed, bias16, weight.shape[0], other)
-        _cache(cache).pop(name + "_winograd", None)
         # oneDNN picks the blocked layout for the input size (a layout packed for another size can
         # cost a reorder per call, 70x slower for some 1x1 convolutions): one entry, for the last size
         packed = _cached(cache, name, sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
             weight.detach().contiguous().to_mkldnn(), list(padding), list(stride), list(dilation), groups,
-            list(x.shape)), extra=(tuple(x.shape),))
+            list(shape)), extra=(shape,), replaces=(name + "_winograd",))
         channels_last = x.is_contiguous(memory_format=_CL) and not x.is_contiguous()
         if not (channels_last or x.is_contiguous()):
             x = x.contiguous()
@@ -243,7 +245,8 @@ def _subpixel_weights(owner: nn.Module, conv: nn.Conv2d) -> tuple[torch.Tensor, 
         bias = None if conv.bias is None else conv.bias.detach().repeat(4)
         return torch.cat(kernels).to(w.dtype), bias
 
-    return _cached(owner, "subpixel", _sources(conv), make, (conv.weight.dtype, conv.weight.device))
+    return _cached(owner, "subpixel", _sources(conv), make, (conv.weight.dtype, conv.weight.device),
+                   replaces=("upsampled_winograd",))  # one way per convolution (see _upsample_conv)
 
 
 def _upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -255,12 +258,11 @@ def _upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.
         x = x.contiguous(memory_format=_CL)
     cache = owner if conv.__dict__.get(_PREPACK) else None
     if cache is not None and winograd.applies_upsampled(x, conv.weight):
-        for other_way in ("subpixel", "packed"):  # one packed weight per convolution (see _run_conv)
-            _cache(owner).pop(other_way, None)
+        shape = tuple(x.shape)
         packed, bias9 = _cached(owner, "upsampled_winograd", _sources(conv),
-                                lambda: winograd.pack_upsampled(conv.weight, conv.bias, tuple(x.shape)), extra=(tuple(x.shape),))
+                                lambda: winograd.pack_upsampled(conv.weight, conv.bias, shape), extra=(shape,),
+                                replaces=("subpixel", "packed"))  # the phase kernels' weights (below)
         return winograd.upsampled_conv3x3(x, packed, bias9, conv.out_channels)
-    _cache(owner).pop("upsampled_winograd", None)
     weight, bias = _subpixel_weights(owner, conv)
     phases = _run_conv(x, weight, bias, ((1, 1), (1, 1), (1, 1), 1), cache=cache, sources=_sources(conv))
     B, _, H, W = x.shape

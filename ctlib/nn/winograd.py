@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MIN_RATIO", "MIN_SIDE", "MIN_TILES_PER_THREAD", "MAX_TILES", "B_T", "G", "A_T", "enough_tiles", "applies", "transformed_weight", "tile_rows", "pack",
-           "conv3x3", "applies_upsampled", "pack_upsampled", "upsampled_conv3x3"]
+__all__ = ["MIN_RATIO", "MIN_SIDE", "MIN_TILES_PER_THREAD", "MAX_TILES", "B_T", "G", "A_T", "enough_tiles", "applies",
+           "transformed_weight", "tile_rows", "pack", "conv3x3", "applies_upsampled", "pack_upsampled",
+           "upsampled_conv3x3"]
 
 MIN_RATIO = 80
 """Winograd is used where ``C_in C_out / (C_in + C_out)`` (per pixel: the products' work over the
