@@ -17,7 +17,7 @@ import torch
 from ctlib.nn import fast as fast_mod
 from ctlib.nn import winograd
 from ctlib.nn.checkpoint import save_checkpoint
-from ctlib.nn.configs import V1_UNET, build_unet
+from ctlib.nn.configs import V1_UNET, V1_VQF4, build_unet, build_vq
 from ctlib.nn.denoiser import ResShiftDenoiser, build_official_denoiser, denoiser_from_checkpoint
 from ctlib.nn.fast import accelerate, is_accelerated, plain
 from ctlib.nn.swin import BasicLayer
@@ -145,6 +145,52 @@ def test_vq_fast_matches_fixture_and_plain(dtype, key, atol):
     for name, value in ours.items():
         torch.testing.assert_close(value, ref[name].to(dtype), rtol=0, atol=atol, msg=name)
     torch.testing.assert_close(ours["dec_rand"], plain_dec, rtol=0, atol=atol)
+
+
+@functools.cache
+def _vq_f4_random() -> VQModel:
+    """The official VQ-f4 architecture (128-256-512 channels) with fixture-style random weights."""
+    return _randomize(build_vq(V1_VQF4), seed=11).eval()
+
+
+@pytest.mark.skipif(not winograd._ONEDNN, reason="oneDNN not available")
+def test_vq_f4_runs_winograd_on_its_wide_layers_only_and_matches_float64(monkeypatch):
+    """By default an autoencoder packs only its Winograd convolutions: the 256- and 512-channel 3x3
+    ones (default layout: MIN_RATIO_DEFAULT_LAYOUT) and the two upsamplings; the 128-channel level
+    and the 1x1 / strided convolutions run on oneDNN's default kernels, whose rounding the plain port
+    shares.  Decoder and encoder stay within the float32 fixture tolerance of float64 and of plain."""
+    model = _vq_f4_random()
+    fast = accelerate(copy.deepcopy(model))
+    seen = []
+    for name in ("conv3x3", "upsampled_conv3x3"):
+        original = getattr(winograd, name)
+        monkeypatch.setattr(winograd, name, functools.partial(
+            lambda f, tag, x, *a, **k: seen.append((tag, x.shape[1], a[2], x.shape[2])) or f(x, *a, **k), original, name))
+    gen = torch.Generator().manual_seed(12)
+    z = torch.randn(1, model.embed_dim, 16, 16, generator=gen)
+    image = torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    with torch.no_grad():
+        dec, enc = fast.decode(z), fast.encode(image)
+        model64 = copy.deepcopy(model).double()
+        dec64, enc64 = model64.decode(z.double()), model64.encode(image.double())
+        dec_plain, enc_plain = model.decode(z), model.encode(image)
+    assert dec.is_contiguous() and enc.is_contiguous()
+    assert dec64.abs().max() > 1 and enc64.abs().max() > 1  # O(1) outputs: the tolerance means something
+    for ours, ref64, ref in ((dec, dec64, dec_plain), (enc, enc64, enc_plain)):
+        torch.testing.assert_close(ours.double(), ref64, rtol=0, atol=ATOL[torch.float32])
+        torch.testing.assert_close(ours, ref, rtol=0, atol=ATOL[torch.float32])
+    # never the 128-channel level, nor 256 -> 128 (ratio 85: wide enough only on channels-last)
+    assert {c for _, c_in, c_out, _ in seen for c in (c_in, c_out)} == {256, 512}
+    assert ("upsampled_conv3x3", 512, 512, 16) in seen and ("upsampled_conv3x3", 256, 256, 32) in seen
+    assert sum(tag == "conv3x3" for tag, *_ in seen) >= 20
+    packed = {key for m in fast.modules() for key in m.__dict__.get(fast_mod._CACHE, {})}
+    assert packed == {"packed_winograd", "upsampled_winograd"}  # no direct weight is packed
+    # prepack=False: no Winograd, no packed weight, the plain numbers up to oneDNN's rounding
+    seen.clear()
+    unpacked = accelerate(copy.deepcopy(model), prepack=False)
+    with torch.no_grad():
+        torch.testing.assert_close(unpacked.decode(z), dec_plain, rtol=0, atol=ATOL[torch.float32])
+    assert not seen and fast_mod.cache_bytes(unpacked) < fast_mod.cache_bytes(fast) / 10
 
 
 # -- weights, keys, undo, training ---------------------------------------------------------------
@@ -385,6 +431,10 @@ def test_winograd_convolution_matches_a_float64_convolution(shape, c_out, bias, 
     # no less accurate than the direct convolution it replaces (here it is 2-3x more accurate)
     direct = torch.nn.functional.conv2d(x, w, b, padding=1) + (0 if other is None else other)
     assert (out.double() - ref).abs().max() <= 1.5 * (direct.double() - ref).abs().max()
+    # a default-layout input: read through the transposed copy, the same numbers in its layout
+    with torch.no_grad():
+        out_nchw = winograd.conv3x3(x.contiguous(), packed, bias16, c_out, None if other is None else other.clone())
+    assert out_nchw.is_contiguous() and torch.equal(out_nchw, out)
 
 
 @pytest.mark.skipif(not winograd._ONEDNN, reason="oneDNN not available")
@@ -406,7 +456,12 @@ def test_winograd_upsampled_convolution_matches_interpolate_then_convolve(shape,
     torch.testing.assert_close(out.double(), ref, rtol=0, atol=ATOL[torch.float32])
     assert (out.double() - ref).abs().max() <= 1.5 * (direct.double() - ref).abs().max()
     assert not winograd.applies_upsampled(x[:, :64], w[:, :64])  # narrow
-    assert not winograd.applies_upsampled(x.contiguous(), w)  # default layout
+    # a default-layout input: the same numbers in its layout, where wide enough for that layout
+    with torch.no_grad():
+        out_nchw = winograd.upsampled_conv3x3(x.contiguous(), packed, bias9, c_out)
+    assert out_nchw.is_contiguous() and torch.equal(out_nchw, out)
+    ratio = shape[1] * c_out / (shape[1] + c_out)
+    assert winograd.applies_upsampled(x.contiguous(), w) == (ratio >= winograd.MIN_RATIO_DEFAULT_LAYOUT)
 
 
 def test_winograd_applies_only_where_it_pays_and_computes_the_same_thing():
@@ -414,7 +469,11 @@ def test_winograd_applies_only_where_it_pays_and_computes_the_same_thing():
     x, w, _ = _winograd_case((1, 160, 16, 16), 160, gen)
     geometry = ((1, 1), (1, 1), (1, 1), 1)
     assert winograd.applies(x, w, geometry) == winograd._ONEDNN
-    assert not winograd.applies(x.contiguous(), w, geometry)  # default layout
+    assert not winograd.applies(x.contiguous(), w, geometry)  # default layout: wider layers only
+    x256, w256, _ = _winograd_case((1, 256, 16, 16), 256, gen)  # ratio 128
+    assert winograd.applies(x256.contiguous(), w256, geometry) == winograd._ONEDNN
+    assert not winograd.applies(x256.contiguous(), w256[:128], geometry)  # 256 -> 128: ratio 85
+    assert winograd.applies(x256, w256[:128], geometry) == winograd._ONEDNN  # ... enough on channels-last
     assert not winograd.applies(x.double(), w.double(), geometry)  # float64 runs direct
     assert not winograd.applies(x[:, :, :15, :15].contiguous(memory_format=torch.channels_last), w, geometry)  # odd
     assert not winograd.applies(x[:, :, :6, :6].contiguous(memory_format=torch.channels_last), w, geometry)  # tiny

@@ -13,8 +13,9 @@ What the fast forwards do (all of it float32/float64, CPU or CUDA unless said ot
   for the input size (cached with the module, rebuilt when the weight changes) instead of being
   reordered on every call, which is most of a convolution's time on small maps (8 x 8: 2-4x);
 * **Winograd F(2x2, 3x3)** for the wide 3x3 convolutions (:mod:`ctlib.nn.winograd`:
-  ``C_in C_out / (C_in + C_out) >= 80``, e.g. 160 in and out, even maps of at least 8 x 8 with
-  16 output blocks per CPU thread, CPU float32, channels-last, pre-packed):
+  ``C_in C_out / (C_in + C_out) >= 80``, e.g. 160 in and out, on channels-last activations, ``>= 100``
+  on default-layout ones (the VQ-f4 autoencoder's 256- and 512-channel layers), even maps of at
+  least 8 x 8 with 16 output blocks per CPU thread, CPU float32, pre-packed):
   4 instead of 9 multiplications per output pixel and channel pair, its 16 products one grouped
   oneDNN call; it rounds closer to a float64 convolution than oneDNN's direct kernels;
 * **channels-last activations** inside UNets: the convolutions, GroupNorms and Swin layers read
@@ -74,6 +75,7 @@ FAST_DTYPES = (torch.float32, torch.float64)
 _FLAG = "_ctlib_fast"
 _CACHE = "_ctlib_fast_cache"  # per-module derived tensors (a _Cache)
 _PREPACK = "_ctlib_fast_prepack"  # on a Conv2d: run it with a pre-packed oneDNN weight (CPU float32)
+_WINOGRAD_ONLY = "winograd"  # ... value of _PREPACK: pre-packed only where Winograd applies
 _CL_IN = "_ctlib_fast_channels_last"  # on a Conv2d: run it on channels-last activations
 _MARKS = (_FLAG, _CACHE, _PREPACK, _CL_IN, "_ctlib_cuda_autocast")
 
@@ -162,24 +164,27 @@ def _sources(conv: nn.Conv2d) -> tuple[torch.Tensor, ...]:
 
 def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
               other: torch.Tensor | None = None, *, cache: nn.Module | None = None,
-              sources: tuple[torch.Tensor, ...] = (), name: str = "packed") -> torch.Tensor:
+              sources: tuple[torch.Tensor, ...] = (), name: str = "packed", pack_direct: bool = True) -> torch.Tensor:
     """``conv2d(x, weight, bias, stride, padding, dilation, groups) (+ other)``, ``geometry`` =
     (padding, stride, dilation, groups), zero padding.
 
     With ``cache`` (a module) and a float32 CPU input, oneDNN runs it with ``weight`` packed once
     into its blocked layout (cached on ``cache``, rebuilt when one of ``sources``, the parameters
     ``weight`` is made of, changes) instead of reordering the weight on every call, and adds
-    ``other`` inside the convolution; the output keeps ``x``'s memory format."""
+    ``other`` inside the convolution; the output keeps ``x``'s memory format.  Where Winograd applies
+    (:func:`ctlib.nn.winograd.applies`) it runs by Winograd on a packed transformed weight instead.  ``pack_direct=False``: only that; the other convolutions run on
+    oneDNN's default kernels (``F.conv2d``)."""
     padding, stride, dilation, groups = geometry
-    if (cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
-            and torch.backends.mkldnn.enabled and _ONEDNN_CONV):
-        # one packed weight per convolution, for the last input size and way (Winograd or direct:
-        # the choice depends on the thread count, see winograd.enough_tiles)
-        shape = tuple(x.shape)
-        if winograd.applies(x, weight, geometry):
-            packed, bias16 = _cached(cache, name + "_winograd", sources, lambda: winograd.pack(weight, bias, shape),
-                                     extra=(shape,), replaces=(name,))
-            return winograd.conv3x3(x, packed, bias16, weight.shape[0], other)
+    packs = (cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
+             and torch.backends.mkldnn.enabled and _ONEDNN_CONV)
+    shape = tuple(x.shape)
+    # one packed weight per convolution, for the last input size and way (Winograd or direct: the
+    # choice depends on the thread count, see winograd.enough_tiles)
+    if packs and winograd.applies(x, weight, geometry):
+        packed, bias16 = _cached(cache, name + "_winograd", sources, lambda: winograd.pack(weight, bias, shape),
+                                 extra=(shape,), replaces=(name,))
+        return winograd.conv3x3(x, packed, bias16, weight.shape[0], other)
+    if packs and pack_direct:
         # oneDNN picks the blocked layout for the input size (a layout packed for another size can
         # cost a reorder per call, 70x slower for some 1x1 convolutions): one entry, for the last size
         packed = _cached(cache, name, sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
@@ -199,7 +204,7 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
 
 def _conv(x: torch.Tensor, conv: nn.Conv2d, other: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x) (+ other)``: pre-packed (see :func:`_run_conv`) when ``accelerate`` marked ``conv``
-    for it, on channels-last input when it marked it channels-last (else the output keeps the
+    for it (only where Winograd applies when it marked it :data:`_WINOGRAD_ONLY`), on channels-last input when it marked it channels-last (else the output keeps the
     default layout of a default-layout input)."""
     channels_last = bool(conv.__dict__.get(_CL_IN))
     if channels_last and x.shape[1] > 4:
@@ -213,8 +218,9 @@ def _conv(x: torch.Tensor, conv: nn.Conv2d, other: torch.Tensor | None = None) -
         other = None if other is None else other.permute(0, 2, 3, 1)
         out = _linear_1x1(x.permute(0, 2, 3, 1), conv, other=other).permute(0, 3, 1, 2)
     else:
-        cache = conv if conv.__dict__.get(_PREPACK) else None
-        out = _run_conv(x, conv.weight, conv.bias, geometry, other, cache=cache, sources=_sources(conv))
+        prepack = conv.__dict__.get(_PREPACK)
+        out = _run_conv(x, conv.weight, conv.bias, geometry, other, cache=conv if prepack else None,
+                        sources=_sources(conv), pack_direct=prepack is True)
     if not channels_last and x.is_contiguous() and not out.is_contiguous():
         out = out.contiguous()  # oneDNN may answer channels-last
     return out
@@ -256,15 +262,16 @@ def _upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.
     2x2 kernels (16 instead of 36 multiply-adds per block), then an interleave of the four phases."""
     if conv.__dict__.get(_CL_IN) and x.shape[1] > 4:
         x = x.contiguous(memory_format=_CL)
-    cache = owner if conv.__dict__.get(_PREPACK) else None
-    if cache is not None and winograd.applies_upsampled(x, conv.weight):
+    prepack = conv.__dict__.get(_PREPACK)
+    if prepack and winograd.applies_upsampled(x, conv.weight):
         shape = tuple(x.shape)
         packed, bias9 = _cached(owner, "upsampled_winograd", _sources(conv),
                                 lambda: winograd.pack_upsampled(conv.weight, conv.bias, shape), extra=(shape,),
                                 replaces=("subpixel", "packed"))  # the phase kernels' weights (below)
-        return winograd.upsampled_conv3x3(x, packed, bias9, conv.out_channels)
+        return winograd.upsampled_conv3x3(x, packed, bias9, conv.out_channels)  # in x's layout
     weight, bias = _subpixel_weights(owner, conv)
-    phases = _run_conv(x, weight, bias, ((1, 1), (1, 1), (1, 1), 1), cache=cache, sources=_sources(conv))
+    phases = _run_conv(x, weight, bias, ((1, 1), (1, 1), (1, 1), 1), cache=owner if prepack else None,
+                       sources=_sources(conv), pack_direct=prepack is True)
     B, _, H, W = x.shape
     c = conv.out_channels
     if x.is_contiguous(memory_format=_CL) and not x.is_contiguous():  # the output takes x's layout
@@ -646,11 +653,13 @@ def accelerate(
     input size and way).  Costs memory about the size of the convolution weights
     (:func:`cache_bytes`: 0.59 GB for the v1 UNet on one thread, 0.44 GB on two, where its 8 x 8
     layers run direct, 0.42 GB if packed without Winograd; 16 MB for the bundled pixel model).
-    ``None`` (default): on for UNets, off for autoencoders (oneDNN's blocked kernels round
-    differently from its default ones: up to 1.4e-5 on the VQ-f4 decoder's output, 1.1e-5 from the
-    VQ fixture, whose tests allow 1e-5; Winograd in the decoder's 28 wide convolutions would make it
-    1.6x faster but moves its output 1.1e-5 from a float64 decoder's, where the plain port is within
-    2.6e-6).
+    ``None`` (default): on for UNets; for autoencoders only where Winograd applies (their wide 3x3
+    convolutions, on their default-layout activations: :data:`ctlib.nn.winograd.MIN_RATIO_DEFAULT_LAYOUT`),
+    the other convolutions on oneDNN's default kernels, because its blocked kernels round
+    differently: up to 1.4e-5 on the VQ-f4 decoder's output, 1.1e-5 from the VQ fixture, whose tests
+    allow 1e-5.  With Winograd alone the VQ-f4 decoder's output (random weights, values up to 2.9)
+    stays within 5.5e-6 of a float64 decoder's (the plain port: 2.6e-6) and 6.2e-6 of the plain
+    port's, for 200 MB of transformed weights.  ``False``: nothing packed, no Winograd.
     ``channels_last``: run the convolutions on channels-last activations and store the 4-D weights
     channels-last (same values).  ``None`` (default): on for UNets (inside the network only; the
     output has the default layout), off for autoencoders.
@@ -679,7 +688,10 @@ def accelerate(
             else:
                 module.__dict__["_ctlib_cuda_autocast"] = cuda_autocast
         if isinstance(module, nn.Conv2d):
-            module.__dict__[_PREPACK] = id(module) in in_unet if prepack is None else prepack
+            if prepack is None:  # UNets: every convolution; autoencoders: only where Winograd applies
+                module.__dict__[_PREPACK] = True if id(module) in in_unet else _WINOGRAD_ONLY
+            else:
+                module.__dict__[_PREPACK] = bool(prepack)
             module.__dict__[_CL_IN] = id(module) in in_unet if channels_last is None else channels_last
             if module.__dict__[_CL_IN]:
                 module.weight.data = module.weight.data.contiguous(memory_format=_CL)

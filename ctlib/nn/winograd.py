@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MIN_RATIO", "MIN_SIDE", "MIN_TILES_PER_THREAD", "MAX_TILES", "B_T", "G", "A_T", "enough_tiles", "applies",
+__all__ = ["MIN_RATIO", "MIN_RATIO_DEFAULT_LAYOUT", "MIN_SIDE", "MIN_TILES_PER_THREAD", "MAX_TILES", "B_T", "G", "A_T", "enough_tiles", "applies",
            "transformed_weight", "tile_rows", "pack", "conv3x3", "applies_upsampled", "pack_upsampled",
            "upsampled_conv3x3"]
 
@@ -43,6 +43,12 @@ channels, none of the bundled pixel model's (at most 64 output channels).  Measu
 (ratio 120 and sides of 16: direct convolutions for the 160-channel layers at 64 x 64 and the 8 x 8
 layers), 615 ms without Winograd; timed one layer at a time, cache-warm, those excluded layers
 run 0.8-1.2x, the others 1.1-1.6x."""
+MIN_RATIO_DEFAULT_LAYOUT = 100
+""":data:`MIN_RATIO` for an input in the default (NCHW) memory format: the tiles are read from, and
+the output returned in, that layout by two transposed copies, memory passes proportional to
+``C_in + C_out`` again.  Measured on the VQ-f4 decoder's layers (one layer at a time, 1 and 2
+threads): 512 -> 256 channels at 128 x 128 (ratio 171) 1.17-1.23x over the direct convolution,
+256 -> 256 (128) 1.34-1.89x, 256 -> 128 at 256 x 256 (85) 0.93-0.95x."""
 MIN_SIDE = 8
 """... on maps of at least this many pixels a side ..."""
 MIN_TILES_PER_THREAD = 16
@@ -79,21 +85,23 @@ def enough_tiles(tiles: int, threads: int | None = None) -> bool:
 
 def _wide_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """The conditions both Winograd paths share: oneDNN available, a 3x3 kernel wide enough
-    (:data:`MIN_RATIO`), a channels-last CPU float32 4-D ``x`` with sides of at least :data:`MIN_SIDE`
-    (the number of output blocks, :func:`enough_tiles`, is each path's to check)."""
+    (:data:`MIN_RATIO` for a channels-last ``x``, :data:`MIN_RATIO_DEFAULT_LAYOUT` for a default-layout
+    one: :func:`_zero_padded` reads either into channels-last tiles), a CPU float32 4-D ``x`` with
+    sides of at least :data:`MIN_SIDE` (the number of output blocks, :func:`enough_tiles`, is each
+    path's to check)."""
     if not (_ONEDNN and torch.backends.mkldnn.enabled) or weight.shape[2:] != (3, 3):
         return False
     c_out, c_in = weight.shape[:2]
-    if c_in * c_out < MIN_RATIO * (c_in + c_out):
+    if c_in * c_out < (MIN_RATIO_DEFAULT_LAYOUT if x.is_contiguous() else MIN_RATIO) * (c_in + c_out):
         return False
     if x.dim() != 4 or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
         return False
-    return min(x.shape[2:]) >= MIN_SIDE and x.is_contiguous(memory_format=torch.channels_last)
+    return min(x.shape[2:]) >= MIN_SIDE
 
 
 def applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> bool:
     """Whether :func:`conv3x3` computes ``conv2d(x, weight, padding=1)`` here: a 3x3, stride-1,
-    padding-1, ungrouped convolution wide enough (:data:`MIN_RATIO`) of a channels-last CPU float32
+    padding-1, ungrouped convolution wide enough (:data:`MIN_RATIO`) of a CPU float32
     map with even sides of at least :data:`MIN_SIDE` and enough output blocks for the threads
     (:func:`enough_tiles`), oneDNN available."""
     padding, stride, dilation, groups = geometry
@@ -122,11 +130,34 @@ def tile_rows(batch: int, height: int, width: int) -> int:
 
 
 def _zero_padded(x: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(B, C, H, W)`` as a ``(B, H + 2, W + 2, C)`` map with a border of zeros (padding 1)."""
+    """``x`` ``(B, C, H, W)``, in either memory format, as a ``(B, H + 2, W + 2, C)`` map with a
+    border of zeros (padding 1).  A default-layout ``x`` goes image by image through a 2-D
+    transposed copy, which PyTorch runs in cache blocks (256 channels at 256 x 256: 32 ms against
+    91 for one strided copy, one thread)."""
     B, C, H, W = x.shape
     padded = x.new_zeros(B, H + 2, W + 2, C)
-    padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
+    if x.is_contiguous():
+        pixels = x.new_empty(H * W, C)
+        for b in range(B):
+            pixels.copy_(x[b].view(C, H * W).t())
+            padded[b, 1:-1, 1:-1].copy_(pixels.view(H, W, C))
+    else:
+        padded[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
     return padded
+
+
+def _like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The channels-last result ``y`` ``(B, C, H, W)`` in ``x``'s memory format: as it is for a
+    channels-last ``x``, else copied to the default layout by a 2-D transposed copy per image (as in
+    :func:`_zero_padded`: 29 ms against 148 for ``contiguous()`` at 256 channels, 256 x 256)."""
+    if not x.is_contiguous():
+        return y
+    B, C, H, W = y.shape
+    out = y.new_empty(B, C, H, W)
+    pixels = y.permute(0, 2, 3, 1).reshape(B, H * W, C)  # a view: y is channels-last
+    for b in range(B):
+        out[b].view(C, H * W).copy_(pixels[b].t())
+    return out
 
 
 def pack(weight: torch.Tensor, bias: torch.Tensor | None, x_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +185,9 @@ def _packed_products(u: torch.Tensor, bias: torch.Tensor | None, bias_product: i
 def conv3x3(x: torch.Tensor, packed: torch.Tensor, bias16: torch.Tensor, c_out: int,
             other: torch.Tensor | None = None) -> torch.Tensor:
     """``conv2d(x, weight, bias, padding=1) (+ other)`` by Winograd F(2x2, 3x3), with ``(packed,
-    bias16) = pack(weight, bias, x.shape)``; ``x`` channels-last (see :func:`applies`); the output is
-    channels-last.  Works image by image, in bands of :func:`tile_rows` rows of output blocks, so
+    bias16) = pack(weight, bias, x.shape)``; ``x`` in either memory format (see :func:`applies`:
+    copied once into the zero-padded channels-last map the tiles are read from); the output takes
+    ``x``'s memory format.  Works image by image, in bands of :func:`tile_rows` rows of output blocks, so
     that the transformed tiles of a band stay in the CPU's caches; the buffers of a band and their
     views are made once per call (on small maps the number of tensor operations, views included,
     sets the time)."""
@@ -195,7 +227,7 @@ def conv3x3(x: torch.Tensor, packed: torch.Tensor, bias16: torch.Tensor, c_out: 
             y_b = blocks[b, i:i + n].unbind(3)  # (n, tw, a, C_out) each
             torch.add(z_s[0], z_s[1], out=y_b[0]).add_(z_s[2])
             torch.sub(z_s[1], z_s[2], out=y_b[1]).sub_(z_s[3])
-    out = out.permute(0, 3, 1, 2)
+    out = _like_input(out.permute(0, 3, 1, 2), x)
     return out if other is None else out.add_(other)
 
 
@@ -214,7 +246,7 @@ _UPSAMPLED_BIAS_PRODUCT = 4  # (r, s) = (1, 1) among the 9
 def applies_upsampled(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`upsampled_conv3x3` computes ``conv2d(nearest_x2(x), weight, padding=1)`` here
     (the convolution's geometry is the caller's to check: 3x3, stride 1, padding 1, ungrouped): wide
-    enough (:data:`MIN_RATIO`), a channels-last CPU float32 ``x`` with sides of at least
+    enough (:data:`MIN_RATIO`), a CPU float32 ``x`` (either memory format) with sides of at least
     :data:`MIN_SIDE` and enough output blocks (one per pixel of ``x``) for the threads
     (:func:`enough_tiles`), oneDNN available."""
     return _wide_cpu_float32(x, weight) and enough_tiles(x.shape[2] * x.shape[3])
@@ -237,7 +269,7 @@ def upsampled_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias9: torch.Tensor
     Winograd F(2x2, 3x3) on the upsampled map's tiles (:data:`_UPSAMPLED`), without the upsampled
     copy, with ``(packed, bias9) = pack_upsampled(weight, bias, x.shape)``: one 2 x 2 output block
     per input pixel, 9 products (multiplications) per block where the four 2 x 2 phase kernels
-    take 16; ``x`` channels-last, the output channels-last.  Bands as in :func:`conv3x3`."""
+    take 16; ``x`` in either memory format, the output in ``x``'s.  Bands as in :func:`conv3x3`."""
     B, C, H, W = x.shape
     n = tile_rows(B, 2 * H, 2 * W)
     padded = _zero_padded(x)
@@ -267,4 +299,4 @@ def upsampled_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias9: torch.Tensor
             y_b = blocks[b, i:i + n].unbind(3)  # (n, W, a, C_out) each
             torch.add(z_s[0], z_s[1], out=y_b[0])
             torch.sub(z_s[1], z_s[2], out=y_b[1])
-    return out.permute(0, 3, 1, 2)
+    return _like_input(out.permute(0, 3, 1, 2), x)
