@@ -2,7 +2,8 @@
 
 Cases (each built once; the fast model is ``accelerate(copy.deepcopy(plain))`` with its default
 settings, i.e. what ``denoiser_from_checkpoint`` / ``build_official_denoiser`` load: UNets with
-pre-packed oneDNN convolutions and channels-last activations, autoencoders without either):
+pre-packed oneDNN convolutions and channels-last activations, autoencoders in the default layout
+with only their wide 3x3 convolutions packed, for Winograd):
 
 * ``v1_unet``        the official realsr x4 v1 UNet (``V1_UNET``) at batch 1 on a 3 x 64 x 64 latent
                      (+ the 3 x 64 x 64 LR): one network evaluation for a 256 x 256 output;
@@ -36,16 +37,22 @@ Measured (``--repeats 9 --quiet-wait 30``, torch 2.14.1, 2-core AMD EPYC VM with
 JSON in ``benchmarks/results``)::
 
     network          thr  plain ms  fast ms  ratio    cpu  paired  max|diff|  cache MiB
-    v1_unet            1    1480.1   1002.8   1.48   1.47    1.50    5.2e-06      593.4
-    v1_unet            2     794.2    579.5   1.37   1.36    1.36    5.2e-06      440.9
-    bundled_pixel      1    3259.2   2349.9   1.39   1.39    1.41    8.6e-06       16.6
-    bundled_pixel      2    1898.0   1283.3   1.48   1.47    1.51    8.6e-06       16.6
-    vq_f4_decode       1    7871.8   6456.5   1.22   1.22    1.23    3.1e-06       20.0
-    vq_f4_decode       2    4626.5   3898.0   1.19   1.22    1.19    3.1e-06       20.0
+    v1_unet            1    1477.9   1036.6   1.43   1.42    1.46    5.2e-06      593.4
+    v1_unet            2     834.3    593.5   1.41   1.42    1.44    5.2e-06      440.9
+    bundled_pixel      1    3528.5   2349.5   1.50   1.50    1.54    8.6e-06       16.6
+    bundled_pixel      2    2082.3   1522.0   1.37   1.36    1.37    8.6e-06       16.6
+    vq_f4_decode       1    8740.1   6016.5   1.45   1.45    1.44    5.7e-06      199.7
+    vq_f4_decode       2    5004.9   3932.9   1.27   1.31    1.28    5.7e-06      199.7
 
-Ratios move between runs with the host's load, by more than the differences tuned for: four runs
-of this script with the two-thread rule gave the v1 UNet 1.36-1.55 at one thread and 1.37, 1.39, 1.45,
-1.46 at two; the bundled pixel model 1.39-1.43 / 1.48-1.61 (earlier code, earlier hosts: 1.43-1.71).
+Ratios move between runs with the host's load, by more than the differences tuned for: on this
+code the v1 UNet gave 1.43-1.59 at one thread and 1.39-1.47 at two in four runs of this script
+(earlier runs on a slower, busier host: 1.36-1.55 and 1.37-1.46), the bundled pixel model
+1.38-1.52 / 1.37-1.41 in three (earlier 1.39-1.71 / 1.48-1.61).  The VQ-f4 decoder went from
+1.21-1.22 / 1.19-1.22 to 1.45 / 1.27 when its 256- and 512-channel convolutions (and its two
+upsamplings) moved to Winograd on its default-layout activations
+(``winograd.MIN_RATIO_DEFAULT_LAYOUT``); what is left at two threads is its 128-channel level at
+256 x 256 (five direct convolutions, a fifth of its time), attention over 4096 tokens (PyTorch's
+CPU kernel gains ~1.4x from the second thread) and the layout copies around each Winograd layer.
 Where the v1 UNet's fast path spends its time (one thread, CPU ms
 per forward, dispatch-level profile): Winograd products ~345 (``ctlib.nn.winograd``: the work of
 27.3 GFLOP in place of 61.5 GFLOP of direct 3x3 convolutions, plus 3.2 in place of 5.6 for the
@@ -61,7 +68,12 @@ shapes) run 2-4x faster on their own, cache-hot, yet made whole layers slower (1
 64 x 64, one thread: 27 ms against 19) and cost 5-35 s of compilation per process; the output
 transform as one matrix product with ``kron(A^T, A^T)``, the residual added band by band, and
 zeroing only the padding's border: no measurable change; lower precision is outside the fixture
-tolerances.
+tolerances, and so is Winograd F(4x4, 3x3) (2.25 instead of 4 multiplications per output, but
+1.3-7e-5 from a float64 convolution on single v1-sized layers in float32, for points 0, +-1, +-2
+or +-1/2, against 2-2.5e-6 for F(2x2, 3x3)); ``torch.jit.trace`` of the fast path (to drop
+Python's share, ~40 ms of a forward) fails on the packed weights; explicit matrix products for
+attention were slower than ``scaled_dot_product_attention`` (the VQ decoder's 4096 tokens: 641
+against 466 ms at one thread, 304 against 223 at two).
 """
 
 from __future__ import annotations
