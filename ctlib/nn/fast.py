@@ -171,9 +171,10 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     With ``cache`` (a module) and a float32 CPU input, oneDNN runs it with ``weight`` packed once
     into its blocked layout (cached on ``cache``, rebuilt when one of ``sources``, the parameters
     ``weight`` is made of, changes) instead of reordering the weight on every call, and adds
-    ``other`` inside the convolution; the output keeps ``x``'s memory format.  Where Winograd applies
-    (:func:`ctlib.nn.winograd.applies`) it runs by Winograd on a packed transformed weight instead.  ``pack_direct=False``: only that; the other convolutions run on
-    oneDNN's default kernels (``F.conv2d``)."""
+    ``other`` inside the convolution; the output keeps ``x``'s memory format.  Where Winograd
+    applies (:func:`ctlib.nn.winograd.applies`) it runs by Winograd on a packed transformed weight
+    instead.  ``pack_direct=False``: only that; the other convolutions run on oneDNN's default
+    kernels (``F.conv2d``)."""
     padding, stride, dilation, groups = geometry
     packs = (cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
              and torch.backends.mkldnn.enabled and _ONEDNN_CONV)
@@ -204,8 +205,9 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
 
 def _conv(x: torch.Tensor, conv: nn.Conv2d, other: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x) (+ other)``: pre-packed (see :func:`_run_conv`) when ``accelerate`` marked ``conv``
-    for it (only where Winograd applies when it marked it :data:`_WINOGRAD_ONLY`), on channels-last input when it marked it channels-last (else the output keeps the
-    default layout of a default-layout input)."""
+    for it (only where Winograd applies when it marked it :data:`_WINOGRAD_ONLY`), on channels-last
+    input when it marked it channels-last (else the output keeps the default layout of a
+    default-layout input)."""
     channels_last = bool(conv.__dict__.get(_CL_IN))
     if channels_last and x.shape[1] > 4:
         x = x.contiguous(memory_format=_CL)
@@ -652,7 +654,8 @@ def accelerate(
     (:func:`ctlib.nn.winograd.enough_tiles`; each convolution keeps one packed weight, for its last
     input size and way).  Costs memory about the size of the convolution weights
     (:func:`cache_bytes`: 0.59 GB for the v1 UNet on one thread, 0.44 GB on two, where its 8 x 8
-    layers run direct, 0.42 GB if packed without Winograd; 16 MB for the bundled pixel model).
+    layers run direct, 0.42 GB if packed without Winograd; 16 MB for the bundled pixel model,
+    0.2 GB for the VQ-f4 decoder).
     ``None`` (default): on for UNets; for autoencoders only where Winograd applies (their wide 3x3
     convolutions, on their default-layout activations: :data:`ctlib.nn.winograd.MIN_RATIO_DEFAULT_LAYOUT`),
     the other convolutions on oneDNN's default kernels, because its blocked kernels round
