@@ -345,6 +345,9 @@ def test_accelerate_rejects_bad_arguments():
         accelerate(lambda x: x)
     with pytest.raises(ValueError, match="cuda_autocast"):
         accelerate(_small_unet(), cuda_autocast=torch.float64)
+    for kw in ({"prepack": "no"}, {"prepack": 0}, {"channels_last": "yes"}):
+        with pytest.raises(TypeError, match=f"{next(iter(kw))} must be None, True or False"):
+            accelerate(_small_unet(), **kw)
 
 
 # -- the loaders use it by default ---------------------------------------------------------------

@@ -163,21 +163,22 @@ def _sources(conv: nn.Conv2d) -> tuple[torch.Tensor, ...]:
 
 
 def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
-              other: torch.Tensor | None = None, *, cache: nn.Module | None = None,
-              sources: tuple[torch.Tensor, ...] = (), name: str = "packed", pack_direct: bool = True) -> torch.Tensor:
+              other: torch.Tensor | None = None, *, cache: nn.Module | None = None, prepack: bool | str | None = None,
+              sources: tuple[torch.Tensor, ...] = (), name: str = "packed") -> torch.Tensor:
     """``conv2d(x, weight, bias, stride, padding, dilation, groups) (+ other)``, ``geometry`` =
     (padding, stride, dilation, groups), zero padding.
 
-    With ``cache`` (a module) and a float32 CPU input, oneDNN runs it with ``weight`` packed once
-    into its blocked layout (cached on ``cache``, rebuilt when one of ``sources``, the parameters
-    ``weight`` is made of, changes) instead of reordering the weight on every call, and adds
-    ``other`` inside the convolution; the output keeps ``x``'s memory format.  Where Winograd
-    applies (:func:`ctlib.nn.winograd.applies`) it runs by Winograd on a packed transformed weight
-    instead.  ``pack_direct=False``: only that; the other convolutions run on oneDNN's default
-    kernels (``F.conv2d``)."""
+    ``prepack`` is the convolution's mark from :func:`accelerate`.  ``True``, with ``cache`` (a
+    module) and a float32 CPU input: oneDNN runs it with ``weight`` packed once into its blocked
+    layout (cached on ``cache``, rebuilt when one of ``sources``, the parameters ``weight`` is made
+    of, changes) instead of reordering the weight on every call, and adds ``other`` inside the
+    convolution; the output keeps ``x``'s memory format.  Where Winograd applies
+    (:func:`ctlib.nn.winograd.applies`) it runs by Winograd on a packed transformed weight instead.
+    :data:`_WINOGRAD_ONLY`: only that; the other convolutions run on oneDNN's default kernels
+    (``F.conv2d``).  Falsy: ``F.conv2d``."""
     padding, stride, dilation, groups = geometry
-    packs = (cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
-             and torch.backends.mkldnn.enabled and _ONEDNN_CONV)
+    packs = (bool(prepack) and cache is not None and x.dtype == torch.float32 and weight.dtype == torch.float32
+             and x.device.type == "cpu" and torch.backends.mkldnn.enabled and _ONEDNN_CONV)
     shape = tuple(x.shape)
     # one packed weight per convolution, for the last input size and way (Winograd or direct: the
     # choice depends on the thread count, see winograd.enough_tiles)
@@ -185,7 +186,7 @@ def _run_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
         packed, bias16 = _cached(cache, name + "_winograd", sources, lambda: winograd.pack(weight, bias, shape),
                                  extra=(shape,), replaces=(name,))
         return winograd.conv3x3(x, packed, bias16, weight.shape[0], other)
-    if packs and pack_direct:
+    if packs and prepack is True:
         # oneDNN picks the blocked layout for the input size (a layout packed for another size can
         # cost a reorder per call, 70x slower for some 1x1 convolutions): one entry, for the last size
         packed = _cached(cache, name, sources, lambda: torch._C._nn.mkldnn_reorder_conv2d_weight(
@@ -220,9 +221,8 @@ def _conv(x: torch.Tensor, conv: nn.Conv2d, other: torch.Tensor | None = None) -
         other = None if other is None else other.permute(0, 2, 3, 1)
         out = _linear_1x1(x.permute(0, 2, 3, 1), conv, other=other).permute(0, 3, 1, 2)
     else:
-        prepack = conv.__dict__.get(_PREPACK)
-        out = _run_conv(x, conv.weight, conv.bias, geometry, other, cache=conv if prepack else None,
-                        sources=_sources(conv), pack_direct=prepack is True)
+        out = _run_conv(x, conv.weight, conv.bias, geometry, other, cache=conv, prepack=conv.__dict__.get(_PREPACK),
+                        sources=_sources(conv))
     if not channels_last and x.is_contiguous() and not out.is_contiguous():
         out = out.contiguous()  # oneDNN may answer channels-last
     return out
@@ -272,8 +272,8 @@ def _upsample_conv(owner: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.
                                 replaces=("subpixel", "packed"))  # the phase kernels' weights (below)
         return winograd.upsampled_conv3x3(x, packed, bias9, conv.out_channels)  # in x's layout
     weight, bias = _subpixel_weights(owner, conv)
-    phases = _run_conv(x, weight, bias, ((1, 1), (1, 1), (1, 1), 1), cache=owner if prepack else None,
-                       sources=_sources(conv), pack_direct=prepack is True)
+    phases = _run_conv(x, weight, bias, ((1, 1), (1, 1), (1, 1), 1), cache=owner, prepack=prepack,
+                       sources=_sources(conv))
     B, _, H, W = x.shape
     c = conv.out_channels
     if x.is_contiguous(memory_format=_CL) and not x.is_contiguous():  # the output takes x's layout
@@ -505,9 +505,9 @@ def _resblock_swin(block: ResBlock, layer: BasicLayer, x: torch.Tensor, emb: tor
         x = x.contiguous(memory_format=_CL)
     skip = _linear(x.permute(0, 2, 3, 1), w_s, bias).permute(0, 3, 1, 2)  # (B, E, H, W), channels-last
     geometry = (conv2.padding, conv2.stride, conv2.dilation, conv2.groups)
-    cache = layer if conv2.__dict__.get(_PREPACK) else None
     sources = _sources(conv2) + _sources(layer.patch_embed.proj)
-    t = _run_conv(h, w2, None, geometry, skip, cache=cache, sources=sources, name="packed_merged")
+    t = _run_conv(h, w2, None, geometry, skip, cache=layer, prepack=conv2.__dict__.get(_PREPACK), sources=sources,
+                  name="packed_merged")
     return _swin_tokens(layer, t.permute(0, 2, 3, 1).contiguous(), x)
 
 
@@ -678,6 +678,9 @@ def accelerate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"accelerate needs an nn.Module, got {type(model).__name__}")
+    for name, value in (("prepack", prepack), ("channels_last", channels_last)):
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{name} must be None, True or False, got {value!r}")
     if cuda_autocast not in (None, torch.bfloat16, torch.float16):
         raise ValueError(f"cuda_autocast must be None, torch.bfloat16 or torch.float16, got {cuda_autocast!r}")
     in_unet = {id(m) for unet in model.modules() if isinstance(unet, UNetModelSwin) for m in unet.modules()}
@@ -694,7 +697,7 @@ def accelerate(
             if prepack is None:  # UNets: every convolution; autoencoders: only where Winograd applies
                 module.__dict__[_PREPACK] = True if id(module) in in_unet else _WINOGRAD_ONLY
             else:
-                module.__dict__[_PREPACK] = bool(prepack)
+                module.__dict__[_PREPACK] = prepack
             module.__dict__[_CL_IN] = id(module) in in_unet if channels_last is None else channels_last
             if module.__dict__[_CL_IN]:
                 module.weight.data = module.weight.data.contiguous(memory_format=_CL)

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MIN_RATIO", "MIN_RATIO_DEFAULT_LAYOUT", "MIN_SIDE", "MIN_TILES_PER_THREAD", "MAX_TILES", "B_T", "G", "A_T", "enough_tiles", "applies",
-           "transformed_weight", "tile_rows", "pack", "conv3x3", "applies_upsampled", "pack_upsampled",
-           "upsampled_conv3x3"]
+__all__ = ["MIN_RATIO", "MIN_RATIO_DEFAULT_LAYOUT", "MIN_SIDE", "MIN_TILES_PER_THREAD", "MAX_TILES", "B_T", "G",
+           "A_T", "enough_tiles", "applies", "transformed_weight", "tile_rows", "pack", "conv3x3",
+           "applies_upsampled", "pack_upsampled", "upsampled_conv3x3"]
 
 MIN_RATIO = 80
 """Winograd is used where ``C_in C_out / (C_in + C_out)`` (per pixel: the products' work over the
@@ -101,9 +101,9 @@ def _wide_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def applies(x: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> bool:
     """Whether :func:`conv3x3` computes ``conv2d(x, weight, padding=1)`` here: a 3x3, stride-1,
-    padding-1, ungrouped convolution wide enough (:data:`MIN_RATIO`) of a CPU float32
-    map with even sides of at least :data:`MIN_SIDE` and enough output blocks for the threads
-    (:func:`enough_tiles`), oneDNN available."""
+    padding-1, ungrouped convolution wide enough (:data:`MIN_RATIO`, :data:`MIN_RATIO_DEFAULT_LAYOUT`
+    on the default layout) of a CPU float32 map with even sides of at least :data:`MIN_SIDE` and
+    enough output blocks for the threads (:func:`enough_tiles`), oneDNN available."""
     padding, stride, dilation, groups = geometry
     if tuple(padding) != (1, 1) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
         return False
@@ -187,8 +187,8 @@ def conv3x3(x: torch.Tensor, packed: torch.Tensor, bias16: torch.Tensor, c_out: 
     """``conv2d(x, weight, bias, padding=1) (+ other)`` by Winograd F(2x2, 3x3), with ``(packed,
     bias16) = pack(weight, bias, x.shape)``; ``x`` in either memory format (see :func:`applies`:
     copied once into the zero-padded channels-last map the tiles are read from); the output takes
-    ``x``'s memory format.  Works image by image, in bands of :func:`tile_rows` rows of output blocks, so
-    that the transformed tiles of a band stay in the CPU's caches; the buffers of a band and their
+    ``x``'s memory format.  Works image by image, in bands of :func:`tile_rows` rows of output
+    blocks, so that the transformed tiles of a band stay in the CPU's caches; the buffers of a band and their
     views are made once per call (on small maps the number of tensor operations, views included,
     sets the time)."""
     B, C, H, W = x.shape
