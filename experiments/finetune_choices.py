@@ -15,7 +15,7 @@ it never saw are off its training distribution.  Stored under ``KEY``.
 ``torchrun`` processes each (about 3 min for 64 x 64 crops of batch 16, 6 min for 256 x 256 crops
 of batch 2, lr 3e-4, warm-up 20, cosine decay, seed 2), varying the crop size at kappa = 2 (the
 pixel budget per iteration of 64 x 64 x 16 = 256 x 256 x 1; 256 uses batch 2), kappa at
-256 x 256 crops, the scale augmentation (``--min-scale 0.5``, ``ctlib.train.PairSource``) and the
+256 x 256 crops, the scale augmentation (``--min-scale 0.5``, ``ctlib.data.PairSource``) and the
 schedule the model is fine-tuned on (``--schedule``: the official one, the scipy fit of eta(t), the
 report's preset; ``ctlib.train.make_schedule``).  ``--only NAME ...`` reruns some rows and keeps the
 others.  A run folder already holding ``model.pt`` is scored, not retrained.  Scores on the first

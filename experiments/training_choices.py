@@ -4,7 +4,7 @@
 
 For each setting (bicubic vs Real-ESRGAN training LR at kappa = 0.5; kappa = 0.25, 0.5, 1 and 2
 with bicubic LR; the scale augmentation ``min_scale`` = 0.5 and 0.25 at kappa = 2, see
-``ctlib.train.PairSource``) a discrete model is trained from scratch with the ``cpu`` profile's recipe,
+``ctlib.data.PairSource``) a discrete model is trained from scratch with the ``cpu`` profile's recipe,
 shortened to ``--iterations`` with a cosine decay (lr 5e-4, warm-up 50, seed 1; one thread each,
 so two settings can run side by side with ``--only``), then scored on the bundled test set (26
 photos, 256 x 256, bicubic x4 LR, PSNR-Y with the official conventions): bicubic upsampling, the

@@ -422,7 +422,7 @@ def _ramp_photo(size: int = 512) -> torch.Tensor:
 
 
 def test_pair_source_without_scale_augmentation_cuts_plain_crops():
-    from ctlib.train import PairSource
+    from ctlib.data import PairSource
 
     photo = torch.rand(3, 96, 80, generator=torch.Generator().manual_seed(3))
     hr, lr = PairSource([photo], 32, "bicubic")(12, torch.Generator().manual_seed(0))
@@ -436,7 +436,7 @@ def test_pair_source_without_scale_augmentation_cuts_plain_crops():
 def test_pair_source_scale_augmentation_shrinks_regions_of_the_drawn_size():
     """On a linear ramp, MATLAB bicubic keeps the interior linear, so a crop's slope measures
     the factor region / crop it was shrunk by: it must cover [1, 1 / min_scale] and no more."""
-    from ctlib.train import PairSource
+    from ctlib.data import PairSource
 
     size, min_scale = 64, 0.25
     photo = _ramp_photo(512)
@@ -454,7 +454,7 @@ def test_pair_source_scale_augmentation_shrinks_regions_of_the_drawn_size():
 
 
 def test_pair_source_scale_augmentation_is_capped_by_the_photo_and_checked():
-    from ctlib.train import PairSource
+    from ctlib.data import PairSource
 
     small = _ramp_photo(80)  # regions of up to 256 px wanted, 80 available
     hr, lr = PairSource([small], 64, "bicubic", min_scale=0.25)(8, torch.Generator().manual_seed(0))

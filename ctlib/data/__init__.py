@@ -1,4 +1,5 @@
-"""Data for the kit: image I/O, MATLAB bicubic, the Real-ESRGAN degradation, datasets, bundled photos.
+"""Data for the kit: image I/O, MATLAB bicubic, the Real-ESRGAN degradation, datasets, bundled photos,
+evaluation sets and training pairs.
 
 Layouts: :func:`read_image` gives float32 HWC numpy RGB in [0, 1]; everything in torch is float32
 (B)CHW in [0, 1]. Every random draw goes through a ``torch.Generator`` passed in.
@@ -55,6 +56,7 @@ from .io import (
     to_uint8,
     write_png,
 )
+from .pairs import DEGRADATIONS, PairSource
 from .viz import describe_degradation, plot_degradation_grid
 
 __all__ = [
@@ -71,4 +73,5 @@ __all__ = [
     "read_image_tensor", "to_numpy", "to_tensor", "to_uint8", "write_png",
     "describe_degradation", "plot_degradation_grid",
     "MIN_HR_SIDE", "bundled_eval_set", "folder_eval_set", "choose_crop_windows",
+    "DEGRADATIONS", "PairSource",
 ]
